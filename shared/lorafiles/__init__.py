@@ -1,0 +1,1 @@
+"""lorafiles: LoRA training files from enriched conversations."""
