@@ -1,0 +1,55 @@
+"""Settings from the environment, read in one place."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .db.connect import default_home
+
+LOCAL_OWNER = "00000000-0000-4000-8000-00000000a11c"  # the CLI's local user (no Supabase auth locally)
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+@dataclass
+class Settings:
+    home: Path = field(default_factory=default_home)
+    storage: str = field(default_factory=lambda: os.environ.get("LORAFILES_STORAGE", "local"))
+    storage_root: Path | None = field(
+        default_factory=lambda: Path(os.environ["LORAFILES_STORAGE_ROOT"]) if os.environ.get("LORAFILES_STORAGE_ROOT") else None)
+    s3_endpoint_url: str | None = field(default_factory=lambda: os.environ.get("LORAFILES_S3_ENDPOINT_URL") or None)
+    s3_region: str | None = field(default_factory=lambda: os.environ.get("LORAFILES_S3_REGION") or None)
+    bucket_conversations: str = field(
+        default_factory=lambda: os.environ.get("LORAFILES_S3_BUCKET_CONVERSATIONS", "conversation-files"))
+    bucket_training: str = field(default_factory=lambda: os.environ.get("LORAFILES_S3_BUCKET_TRAINING", "training-files"))
+    supabase_url: str | None = field(default_factory=lambda: os.environ.get("SUPABASE_URL") or None)
+    supabase_key: str | None = field(default_factory=lambda: os.environ.get("SUPABASE_SERVICE_ROLE_KEY") or None)
+    target_model: str = field(default_factory=lambda: os.environ.get("LORAFILES_TARGET_MODEL", "llama-3.1-8b"))
+    batch_size: int = field(default_factory=lambda: _int("LORAFILES_BATCH_SIZE", 10))
+    map_concurrency: int = field(default_factory=lambda: _int("LORAFILES_MAP_CONCURRENCY", 4))
+    read_concurrency: int = field(default_factory=lambda: _int("LORAFILES_READ_CONCURRENCY", 8))
+    signed_url_ttl: int = field(default_factory=lambda: _int("LORAFILES_SIGNED_URL_TTL", 3600))
+    job_timeout_seconds: int = field(default_factory=lambda: _int("LORAFILES_JOB_TIMEOUT_SECONDS", 1800))
+    state_machine_arn: str | None = field(default_factory=lambda: os.environ.get("LORAFILES_STATE_MACHINE_ARN") or None)
+
+    @property
+    def local_storage_root(self) -> Path:
+        return self.storage_root or self.home / "storage"
+
+    def store(self):
+        """The configured ObjectStore adapter."""
+        from .storage import make_store
+
+        if self.storage == "local":
+            return make_store("local", root=self.local_storage_root)
+        if self.storage == "s3":
+            return make_store("s3", endpoint_url=self.s3_endpoint_url, region=self.s3_region,
+                              bucket_map={"conversation-files": self.bucket_conversations,
+                                          "training-files": self.bucket_training})
+        if self.storage == "supabase":
+            return make_store("supabase", url=self.supabase_url, key=self.supabase_key)
+        raise ValueError(f"LORAFILES_STORAGE={self.storage!r}: expected local, s3 or supabase")

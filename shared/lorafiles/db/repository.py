@@ -1,0 +1,300 @@
+"""All SQL of the feature, behind one class. Callers own the transaction (the connection).
+
+Guarding is done by the database: row locks (`FOR UPDATE`), the unique index on
+(owner, lower(name)), the partial unique index "one active job per file", and primary keys
+that make every pipeline write idempotent (`ON CONFLICT`).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, Sequence
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ..domain.summary import ConversationStats
+
+ACTIVE_JOB = ("queued", "running")
+_STATS = tuple(ConversationStats.__dataclass_fields__)
+_ITEM_COLS = (
+    "conversation_pk", "batch_id", "source_file", "source_sha256", "json_fragment_key", "jsonl_fragment_key",
+    "json_fragment_size", "jsonl_fragment_size", *_STATS, "warnings",
+)
+_MEMBER_COPY = ", ".join(_ITEM_COLS)
+
+
+class Repository:
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+
+    def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
+        return self.conn.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        return self.conn.execute(sql, params).fetchall()
+
+    # --- conversations -------------------------------------------------------------------
+    def conversations_for_owner(self, owner_id: str, conversation_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Rows of the given ids that belong to the owner; other people's ids are simply absent."""
+        rows = self._all(
+            """select id as conversation_pk, conversation_id, created_by, enrichment_status, enriched_file_path,
+                      enriched_file_size, batch_id, created_at, persona_key, emotional_arc_key, topic_key,
+                      scaffolding_snapshot
+                 from conversations where conversation_id = any(%s) and created_by = %s""",
+            (list(set(conversation_ids)), owner_id),
+        )
+        return {r["conversation_id"]: r for r in rows}
+
+    def upsert_conversation(self, row: dict[str, Any]) -> None:
+        self.conn.execute(
+            """insert into conversations (conversation_id, created_by, enrichment_status, enriched_file_path,
+                                          enriched_file_size, enriched_at, processing_status, storage_bucket,
+                                          persona_key, emotional_arc_key, topic_key, turn_count, quality_score)
+               values (%(conversation_id)s, %(created_by)s, 'completed', %(enriched_file_path)s, %(enriched_file_size)s,
+                       now(), 'completed', 'conversation-files', %(persona_key)s, %(emotional_arc_key)s,
+                       %(topic_key)s, %(turn_count)s, %(quality_score)s)
+               on conflict (conversation_id) do update set
+                   enrichment_status = 'completed', enriched_file_path = excluded.enriched_file_path,
+                   enriched_file_size = excluded.enriched_file_size, enriched_at = now(),
+                   processing_status = 'completed', updated_at = now()
+               where conversations.created_by is not distinct from excluded.created_by""",
+            row,
+        )
+
+    def ensure_batch_link(self, batch_id: str, conversation_id: str, owner_id: str) -> None:
+        """Record that `batch_id` generated the conversation (batch_items is the source of truth)."""
+        self.conn.execute(
+            """insert into batch_jobs (id, name, status, job_type, created_by)
+               values (%s, 'imported', 'completed', 'generation', %s) on conflict (id) do nothing""",
+            (batch_id, owner_id),
+        )
+        self.conn.execute(
+            """insert into batch_items (batch_job_id, conversation_id, status)
+               select %s, c.id, 'completed' from conversations c
+                where c.conversation_id = %s
+                  and not exists (select 1 from batch_items b where b.batch_job_id = %s and b.conversation_id = c.id)""",
+            (batch_id, conversation_id, batch_id),
+        )
+
+    # --- files ---------------------------------------------------------------------------
+    def file(self, file_id: str, owner_id: str | None = None, *, lock: bool = False) -> dict[str, Any] | None:
+        sql = "select * from lora_training_files where id = %s"
+        params: list[Any] = [file_id]
+        if owner_id is not None:
+            sql += " and owner_id = %s"
+            params.append(owner_id)
+        return self._one(sql + (" for update" if lock else ""), params)
+
+    def file_by_name(self, owner_id: str, name: str) -> dict[str, Any] | None:
+        return self._one("select * from lora_training_files where owner_id = %s and lower(name) = lower(%s)",
+                         (owner_id, name))
+
+    def files(self, owner_id: str) -> list[dict[str, Any]]:
+        return self._all("select * from lora_training_files where owner_id = %s order by created_at desc, id",
+                         (owner_id,))
+
+    def insert_file(self, owner_id: str, name: str, description: str | None, target_model: str,
+                    created_at: Any) -> dict[str, Any]:
+        return self._one(
+            """insert into lora_training_files (owner_id, name, description, target_model, created_at)
+               values (%s, %s, %s, %s, %s) returning *""",
+            (owner_id, name, description, target_model, created_at),
+        )
+
+    def delete_file(self, file_id: str) -> None:
+        self.conn.execute("delete from lora_training_files where id = %s", (file_id,))
+
+    def member_ids(self, file_id: str, among: Iterable[str] | None = None) -> set[str]:
+        if among is None:
+            rows = self._all("select conversation_id from lora_training_file_members where file_id = %s", (file_id,))
+        else:
+            rows = self._all(
+                "select conversation_id from lora_training_file_members where file_id = %s and conversation_id = any(%s)",
+                (file_id, list(among)),
+            )
+        return {r["conversation_id"] for r in rows}
+
+    def members(self, file_id: str) -> list[dict[str, Any]]:
+        return self._all("select * from lora_training_file_members where file_id = %s order by position", (file_id,))
+
+    def versions(self, file_id: str) -> list[dict[str, Any]]:
+        return self._all("select * from lora_training_file_versions where file_id = %s order by version", (file_id,))
+
+    def version(self, file_id: str, version: int) -> dict[str, Any] | None:
+        return self._one("select * from lora_training_file_versions where file_id = %s and version = %s",
+                         (file_id, version))
+
+    # --- jobs ----------------------------------------------------------------------------
+    def insert_job(self, job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Insert a job, or return the existing one with the same idempotency key. (row, created)."""
+        row = self._one(
+            """insert into lora_training_jobs (owner_id, file_id, kind, file_name, description, requested_ids,
+                                               batch_size, total_batches, idempotency_key)
+               values (%(owner_id)s, %(file_id)s, %(kind)s, %(file_name)s, %(description)s, %(requested_ids)s,
+                       %(batch_size)s, %(total_batches)s, %(idempotency_key)s)
+               on conflict (owner_id, idempotency_key) do nothing returning *""",
+            job,
+        )
+        if row is not None:
+            return row, True
+        return self.job_by_key(job["owner_id"], job["idempotency_key"]), False
+
+    def job_by_key(self, owner_id: str, idempotency_key: str) -> dict[str, Any] | None:
+        return self._one("select * from lora_training_jobs where owner_id = %s and idempotency_key = %s",
+                         (owner_id, idempotency_key))
+
+    def job(self, job_id: str, owner_id: str | None = None, *, lock: bool = False) -> dict[str, Any] | None:
+        sql = "select * from lora_training_jobs where id = %s"
+        params: list[Any] = [job_id]
+        if owner_id is not None:
+            sql += " and owner_id = %s"
+            params.append(owner_id)
+        return self._one(sql + (" for update" if lock else ""), params)
+
+    def active_job_for_file(self, file_id: str) -> dict[str, Any] | None:
+        return self._one(
+            "select * from lora_training_jobs where file_id = %s and status = any(%s) order by created_at limit 1",
+            (file_id, list(ACTIVE_JOB)),
+        )
+
+    def jobs_for_file(self, file_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        return self._all("select * from lora_training_jobs where file_id = %s order by created_at desc limit %s",
+                         (file_id, limit))
+
+    def update_job(self, job_id: str, **fields: Any) -> dict[str, Any]:
+        cols = ", ".join(f"{k} = %({k})s" for k in fields)
+        values = {k: Jsonb(v) if k == "error" and v is not None else v for k, v in fields.items()}
+        return self._one(f"update lora_training_jobs set {cols} where id = %(_id)s returning *", {**values, "_id": job_id})
+
+    def mark_batch_done(self, job_id: str, batch_index: int) -> None:
+        self.conn.execute(
+            """update lora_training_jobs
+                  set completed_batches = array(select distinct unnest(completed_batches || %s::int) order by 1)
+                where id = %s""",
+            (batch_index, job_id),
+        )
+
+    def stuck_jobs(self, older_than_seconds: int) -> list[dict[str, Any]]:
+        return self._all(
+            """select * from lora_training_jobs where status = any(%s)
+                 and updated_at < now() - make_interval(secs => %s) order by updated_at""",
+            (list(ACTIVE_JOB), older_than_seconds),
+        )
+
+    # --- staged items --------------------------------------------------------------------
+    def upsert_item(self, item: dict[str, Any]) -> None:
+        cols = ("job_id", "conversation_id", "owner_id", "position", *_ITEM_COLS, "vertical", "consultant_profile")
+        values = {k: Jsonb(item[k]) if k in ("warnings", "consultant_profile") else item[k] for k in cols}
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols[2:])
+        self.conn.execute(
+            f"""insert into lora_training_job_items ({", ".join(cols)})
+                values ({", ".join(f"%({c})s" for c in cols)})
+                on conflict (job_id, conversation_id) do update set {updates}""",
+            values,
+        )
+
+    def delete_items(self, job_id: str) -> None:
+        self.conn.execute("delete from lora_training_job_items where job_id = %s", (job_id,))
+
+    def item_fragment_keys(self, job_id: str) -> list[str]:
+        rows = self._all("select json_fragment_key, jsonl_fragment_key from lora_training_job_items where job_id = %s",
+                         (job_id,))
+        return [k for r in rows for k in (r["json_fragment_key"], r["jsonl_fragment_key"])]
+
+    def referenced_fragment_keys(self, file_id: str) -> set[str]:
+        rows = self._all("select json_fragment_key, jsonl_fragment_key from lora_training_file_members where file_id = %s",
+                         (file_id,))
+        return {k for r in rows for k in (r["json_fragment_key"], r["jsonl_fragment_key"])}
+
+    def first_item(self, job_id: str) -> dict[str, Any] | None:
+        return self._one("select vertical, consultant_profile from lora_training_job_items where job_id = %s "
+                         "order by position limit 1", (job_id,))
+
+    def count_items(self, job_id: str) -> int:
+        return self._one("select count(*) as n from lora_training_job_items where job_id = %s", (job_id,))["n"]
+
+    def version_entries(self, file_id: str, job_id: str) -> Iterator[dict[str, Any]]:
+        """The next version's conversations in order: current members (replaced by this job's item
+        where the job regenerates them), then this job's new items. Streams with a server-side cursor."""
+        fields = ("source_file", "json_fragment_key", "jsonl_fragment_key", "batch_id", *_STATS)
+        cols = ", ".join(f"case when i.job_id is null then m.{c} else i.{c} end as {c}" for c in fields)
+        new_cols = ", ".join(f"i.{c}" for c in fields)
+        sql = f"""
+            select * from (
+              select 0 as part, m.position as ord, m.conversation_id, {cols}
+                from lora_training_file_members m
+                left join lora_training_job_items i on i.job_id = %(job)s and i.conversation_id = m.conversation_id
+               where m.file_id = %(file)s
+              union all
+              select 1 as part, i.position as ord, i.conversation_id, {new_cols}
+                from lora_training_job_items i
+               where i.job_id = %(job)s
+                 and not exists (select 1 from lora_training_file_members m
+                                  where m.file_id = %(file)s and m.conversation_id = i.conversation_id)
+            ) e order by part, ord"""
+        with self.conn.cursor(name=f"entries_{job_id.replace('-', '')}") as cur:
+            cur.itersize = 500
+            cur.execute(sql, {"job": job_id, "file": file_id})
+            yield from cur
+
+    # --- publishing ----------------------------------------------------------------------
+    def publish(self, *, file_row: dict[str, Any], job: dict[str, Any], version_row: dict[str, Any],
+                file_fields: dict[str, Any]) -> None:
+        """Make the staged items members and point the file at the new version (caller holds the file lock)."""
+        file_id, job_id = file_row["id"], job["id"]
+        vr = {k: Jsonb(v) if k in ("quality_summary", "scaffolding_distribution") else v for k, v in version_row.items()}
+        self.conn.execute(
+            f"insert into lora_training_file_versions ({', '.join(vr)}) values ({', '.join(f'%({k})s' for k in vr)})", vr)
+        # regenerated members: replace their content in place
+        sets = ", ".join(f"{c} = i.{c}" for c in _ITEM_COLS)
+        self.conn.execute(
+            f"""update lora_training_file_members m set {sets}, job_id = i.job_id
+                  from lora_training_job_items i
+                 where i.job_id = %s and m.file_id = %s and m.conversation_id = i.conversation_id""",
+            (job_id, file_id),
+        )
+        # new members, appended after the current last position in requested order
+        self.conn.execute(
+            f"""insert into lora_training_file_members
+                    (file_id, conversation_id, owner_id, position, added_by, job_id, {_MEMBER_COPY})
+                select %(file)s, i.conversation_id, i.owner_id,
+                       coalesce((select max(position) from lora_training_file_members where file_id = %(file)s), 0)
+                         + row_number() over (order by i.position),
+                       %(owner)s, i.job_id, {", ".join(f"i.{c}" for c in _ITEM_COLS)}
+                  from lora_training_job_items i
+                 where i.job_id = %(job)s
+                   and not exists (select 1 from lora_training_file_members m
+                                    where m.file_id = %(file)s and m.conversation_id = i.conversation_id)""",
+            {"file": file_id, "job": job_id, "owner": job["owner_id"]},
+        )
+        ff = {k: Jsonb(v) if k in ("quality_summary", "scaffolding_distribution", "consultant_profile") else v
+              for k, v in file_fields.items()}
+        cols = ", ".join(f"{k} = %({k})s" for k in ff)
+        self.conn.execute(
+            f"""update lora_training_files set {cols},
+                       batch_ids = array(select distinct batch_id from lora_training_file_members
+                                          where file_id = %(_id)s and batch_id is not null order by 1),
+                       updated_at = now()
+                 where id = %(_id)s""",
+            {**ff, "_id": file_id},
+        )
+        self.delete_items(job_id)
+
+    # --- staleness (events) ----------------------------------------------------------------
+    def files_with_changed_member(self, conversation_id: str, new_sha256: str) -> list[dict[str, Any]]:
+        return self._all(
+            """select distinct f.id, f.owner_id from lora_training_file_members m
+                 join lora_training_files f on f.id = m.file_id
+                where m.conversation_id = %s and m.source_sha256 <> %s""",
+            (conversation_id, new_sha256),
+        )
+
+    def mark_stale(self, file_ids: Sequence[str]) -> int:
+        cur = self.conn.execute(
+            """update lora_training_files set status = 'stale', stale_since = coalesce(stale_since, now())
+                where id = any(%s) and status <> 'creating'""",
+            (list(file_ids),),
+        )
+        return cur.rowcount
+
+    def stale_files(self) -> list[dict[str, Any]]:
+        return self._all("select * from lora_training_files where status = 'stale' order by stale_since, id")

@@ -1,0 +1,272 @@
+"""The enriched Individual conversation JSON (input): tolerant models and the validation report.
+
+The models accept the real variants (extra `input_parameters`, missing scaffolding keys, open
+sets of keys and phases). Output is always rendered from the *raw* decoded dicts, so no key is
+added, dropped or rewritten by validation: the v4 outputs carry the pairs unchanged.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+from .problems import ConversationReport
+
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+DATASET_NAME_RE = re.compile(r"^fp_conversation_(" + UUID_RE.pattern + r")$")
+SCAFFOLDING_KEYS = ("persona_archetype", "emotional_arc", "emotional_arc_key", "training_topic", "training_topic_key")
+LOW_QUALITY = 2.5
+MAX_ERRORS_PER_FILE = 20
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class HistoryItem(_Loose):
+    turn: int | None = None
+    role: str | None = None
+    content: str
+    emotional_state: Any = None
+
+
+class TrainingMetadata(_Loose):
+    quality_score: float | None = Field(default=None, ge=0, le=10)
+    human_reviewed: bool | None = False
+
+
+class EmotionalContext(_Loose):
+    detected_emotions: dict[str, Any] | None = None
+
+
+class PairMetadata(_Loose):
+    client_persona: str | None = None
+    persona_archetype: str | None = None
+    emotional_arc: str | None = None
+    emotional_arc_key: str | None = None
+    training_topic: str | None = None
+    training_topic_key: str | None = None
+    conversation_phase: str | None = None
+
+
+class TrainingPair(_Loose):
+    id: str = Field(min_length=1)
+    conversation_id: str | None = None
+    turn_number: StrictInt
+    conversation_metadata: PairMetadata
+    system_prompt: str
+    conversation_history: list[HistoryItem]
+    current_user_input: str
+    emotional_context: EmotionalContext
+    target_response: str | None
+    training_metadata: TrainingMetadata
+
+
+class DatasetMetadata(_Loose):
+    dataset_name: str
+    created_date: str | None = None
+    vertical: str | None = None
+    quality_tier: str | None = None
+
+
+class InputParameters(_Loose):
+    persona_key: str | None = None
+    persona_name: str | None = None
+    emotional_arc_key: str | None = None
+    emotional_arc_name: str | None = None
+    training_topic_key: str | None = None
+    training_topic_name: str | None = None
+
+
+class EnrichedConversation(_Loose):
+    dataset_metadata: DatasetMetadata
+    consultant_profile: dict[str, Any]
+    training_pairs: list[TrainingPair] = Field(min_length=1)
+    input_parameters: InputParameters | None = None
+
+
+@dataclass(frozen=True)
+class Scaffolding:
+    persona_key: str | None = None
+    persona_name: str | None = None
+    emotional_arc_key: str | None = None
+    emotional_arc: str | None = None
+    training_topic_key: str | None = None
+    training_topic: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "persona_key": self.persona_key,
+            "persona_name": self.persona_name,
+            "emotional_arc_key": self.emotional_arc_key,
+            "emotional_arc": self.emotional_arc,
+            "training_topic_key": self.training_topic_key,
+            "training_topic": self.training_topic,
+        }
+
+
+@dataclass
+class ParsedConversation:
+    """A decoded enriched file plus its report. `raw` is the untouched decoded JSON."""
+
+    report: ConversationReport
+    raw: dict[str, Any] = field(default_factory=dict)
+    model: EnrichedConversation | None = None
+    file_uuid: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.model is not None and self.report.ok
+
+    @property
+    def pairs(self) -> list[dict[str, Any]]:
+        return self.raw.get("training_pairs", []) if self.model else []
+
+    @property
+    def dataset_metadata(self) -> dict[str, Any]:
+        return self.raw.get("dataset_metadata", {}) if self.model else {}
+
+    @property
+    def consultant_profile(self) -> dict[str, Any]:
+        return self.raw.get("consultant_profile", {}) if self.model else {}
+
+    def scaffolding(self, hint: Mapping[str, Any] | None = None) -> Scaffolding:
+        """Resolve the conversation's scaffolding.
+
+        Precedence: the database row (`persona_key`, `emotional_arc_key`, `topic_key`, then
+        `scaffolding_snapshot`), then the file's `input_parameters`, then the first pair's
+        `conversation_metadata`. Real rows often have the key columns empty.
+        """
+        hint = hint or {}
+        snap = hint.get("scaffolding_snapshot") or {}
+        sp, sa, st = snap.get("persona") or {}, snap.get("emotional_arc") or {}, snap.get("training_topic") or {}
+        ip = self.model.input_parameters if self.model and self.model.input_parameters else InputParameters()
+        pm = self.model.training_pairs[0].conversation_metadata if self.model else PairMetadata()
+        persona_from_pair = (pm.client_persona or "").split(" - ")[0].strip() or None
+        return Scaffolding(
+            persona_key=_first(hint.get("persona_key"), sp.get("persona_key"), ip.persona_key, pm.persona_archetype),
+            persona_name=_first(sp.get("name"), ip.persona_name, persona_from_pair),
+            emotional_arc_key=_first(hint.get("emotional_arc_key"), sa.get("arc_key"), ip.emotional_arc_key, pm.emotional_arc_key),
+            emotional_arc=_first(sa.get("name"), ip.emotional_arc_name, pm.emotional_arc),
+            training_topic_key=_first(hint.get("topic_key"), st.get("topic_key"), ip.training_topic_key, pm.training_topic_key),
+            training_topic=_first(st.get("name"), ip.training_topic_name, pm.training_topic),
+        )
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v not in (None, "")), None)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def parse_enriched(data: bytes, *, source: str, conversation_id: str | None = None) -> ParsedConversation:
+    """Decode and validate one enriched file. Never raises on bad input: problems go in the report.
+
+    `conversation_id` is the database's id (the authority); without it (import) the id must be
+    recoverable from `dataset_metadata.dataset_name`.
+    """
+    report = ConversationReport(conversation_id=conversation_id, source=source)
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        report.error("invalid_json", f"not valid JSON: {exc}")
+        return ParsedConversation(report=report)
+    if not isinstance(raw, dict):
+        report.error("wrong_shape", f"top level is a JSON {type(raw).__name__}, expected an object")
+        return ParsedConversation(report=report)
+    missing = [k for k in ("dataset_metadata", "consultant_profile", "training_pairs") if k not in raw]
+    if missing:
+        keys = ", ".join(sorted(raw)[:6])
+        report.error(
+            "wrong_shape",
+            f"not a v4 enriched conversation: missing {', '.join(missing)} (top-level keys: {keys})",
+        )
+        return ParsedConversation(report=report, raw=raw)
+    try:
+        model = EnrichedConversation.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors()[:MAX_ERRORS_PER_FILE]:
+            report.error("wrong_shape", err["msg"], field=_loc(err["loc"]))
+        if exc.error_count() > MAX_ERRORS_PER_FILE:
+            report.error("wrong_shape", f"{exc.error_count() - MAX_ERRORS_PER_FILE} more shape errors not listed")
+        return ParsedConversation(report=report, raw=raw)
+
+    parsed = ParsedConversation(report=report, raw=raw, model=model)
+    _check_identity(parsed, conversation_id)
+    _check_pairs(parsed)
+    return parsed
+
+
+def _check_identity(parsed: ParsedConversation, conversation_id: str | None) -> None:
+    report, name = parsed.report, parsed.model.dataset_metadata.dataset_name
+    match = DATASET_NAME_RE.match(name)
+    parsed.file_uuid = match.group(1).lower() if match else None
+    field_name = "dataset_metadata.dataset_name"
+    if conversation_id is None:
+        if parsed.file_uuid is None:
+            report.error("no_conversation_id", f"dataset_name {name!r} is not fp_conversation_<uuid>", field_name)
+        else:
+            report.conversation_id = parsed.file_uuid
+    elif parsed.file_uuid is None:
+        report.warn("dataset_name_unrecognised", f"dataset_name {name!r} is not fp_conversation_<uuid>", field_name)
+    elif parsed.file_uuid != conversation_id.lower():
+        report.warn(
+            "dataset_name_mismatch",
+            f"dataset_name names {parsed.file_uuid}; the database id {conversation_id} is used",
+            field_name,
+        )
+
+
+def _check_pairs(parsed: ParsedConversation) -> None:
+    report, pairs = parsed.report, parsed.model.training_pairs
+    turns = [p.turn_number for p in pairs]
+    if turns != list(range(1, len(pairs) + 1)):
+        report.error("non_sequential_turns", f"turn_number values {turns} are not 1..{len(pairs)}", "training_pairs")
+    targets = [p for p in pairs if p.target_response is not None]
+    if not targets:
+        report.error("no_trainable_pair", "no training pair has a target_response", "training_pairs")
+    for i, p in enumerate(pairs):
+        if p.target_response is not None and p.training_metadata.quality_score is None:
+            report.error("missing_quality_score", f"pair {p.id} has a target but no quality_score",
+                         f"training_pairs[{i}].training_metadata.quality_score")
+    truncated = [p.id for p in targets if p.target_response.rstrip().endswith("\\")]
+    if truncated:
+        report.warn("truncated_target", f"{len(truncated)} target response(s) end in a backslash (truncated): "
+                    + ", ".join(truncated), "target_response")
+    escaped = _count_double_escaped(pairs)
+    if escaped:
+        report.warn("double_escaped_newline",
+                    f"literal backslash-n (double-escaped newline) in {escaped} text(s); kept as written", "")
+    roleless = sum(1 for p in pairs for h in p.conversation_history if not h.role)
+    if roleless:
+        report.warn("history_without_role", f"{roleless} history item(s) have no role", "conversation_history")
+    repeats = [p.id for p in targets if p.conversation_history and p.current_user_input == p.conversation_history[-1].content]
+    if repeats:
+        report.warn("input_repeats_history",
+                    f"current_user_input repeats the last history item in {len(repeats)} target pair(s)",
+                    "current_user_input")
+    lacking = sum(1 for p in pairs if any(getattr(p.conversation_metadata, k) in (None, "") for k in SCAFFOLDING_KEYS))
+    if lacking:
+        report.warn("missing_scaffolding_keys",
+                    f"{lacking} pair(s) lack scaffolding keys ({', '.join(SCAFFOLDING_KEYS)})",
+                    "conversation_metadata")
+    scores = [p.training_metadata.quality_score for p in targets if p.training_metadata.quality_score is not None]
+    if scores and sum(scores) / len(scores) < LOW_QUALITY:
+        report.warn("low_quality", f"mean quality score {sum(scores) / len(scores):.2f} is below {LOW_QUALITY}",
+                    "training_metadata.quality_score")
+
+
+def _count_double_escaped(pairs: list[TrainingPair]) -> int:
+    texts: list[str | None] = []
+    for p in pairs:
+        texts += [p.target_response, p.current_user_input]
+        texts += [h.content for h in p.conversation_history]
+    return sum(1 for t in texts if t and "\\n" in t)

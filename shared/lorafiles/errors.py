@@ -1,0 +1,56 @@
+"""Domain exceptions. Each has a stable `code` (API clients and the state machine switch on it)
+and an HTTP-ish `status` used by the one place that maps errors to responses."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class LorafilesError(Exception):
+    code = "error"
+    status = 400
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class SelectionBlocked(LorafilesError):
+    """The selection has problems; nothing was started. `details` lists one entry per problem."""
+
+    code, status = "selection_blocked", 422
+
+
+class InvalidRequest(LorafilesError):
+    code, status = "invalid_request", 422
+
+
+class NameTaken(LorafilesError):
+    code, status = "name_taken", 409
+
+
+class NotFound(LorafilesError):
+    code, status = "not_found", 404
+
+
+class FileBusy(LorafilesError):
+    code, status = "file_busy", 409
+
+
+class ConversationsInvalid(LorafilesError):
+    """Enriched files failed validation while a job read them. `details`: per-conversation reports."""
+
+    code, status = "conversations_invalid", 422
+
+
+class JobStateError(LorafilesError):
+    code, status = "job_state", 409
+
+
+class TransientError(LorafilesError):
+    """Worth retrying (storage or database hiccup). The state machine retries it with backoff."""
+
+    code, status = "transient", 503
