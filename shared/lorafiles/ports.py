@@ -1,0 +1,86 @@
+"""Storage port: the ``ObjectStore`` protocol every storage adapter implements.
+
+Keys are ``/``-separated object names inside a bucket (no leading ``/``, no ``.``/``..``
+segments). Bucket names are logical (``conversation-files``, ``training-files``); an
+adapter may map them to real backend buckets.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractContextManager
+from typing import Protocol, runtime_checkable
+
+
+class ObjectNotFound(LookupError):
+    """The object ``key`` does not exist in ``bucket``."""
+
+    code = "object_not_found"
+
+    def __init__(self, bucket: str, key: str) -> None:
+        super().__init__(f"object {key!r} not found in bucket {bucket!r}")
+        self.bucket = bucket
+        self.key = key
+
+
+class StorageError(RuntimeError):
+    """A backend failure other than not-found (network, auth, missing bucket...).
+
+    Adapters put the bucket and key in the message and chain the backend error.
+    """
+
+    code = "storage_error"
+
+
+@runtime_checkable
+class ReadableStream(Protocol):
+    """Binary stream returned by ``ObjectStore.open_stream``."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """Object storage: buckets of immutable-ish blobs addressed by key."""
+
+    def get(self, bucket: str, key: str) -> bytes:
+        """Whole object content; raises ``ObjectNotFound``."""
+        ...
+
+    def put(
+        self, bucket: str, key: str, data: bytes, content_type: str = "application/json"
+    ) -> None:
+        """Create or overwrite an object."""
+        ...
+
+    def put_file(
+        self,
+        bucket: str,
+        key: str,
+        path: str | os.PathLike[str],
+        content_type: str = "application/json",
+    ) -> None:
+        """Create or overwrite an object from a local file, streamed from disk."""
+        ...
+
+    def open_stream(self, bucket: str, key: str) -> AbstractContextManager[ReadableStream]:
+        """Context manager yielding a stream to ``read(n)`` from; raises ``ObjectNotFound``."""
+        ...
+
+    def exists(self, bucket: str, key: str) -> bool:
+        """Whether the object exists."""
+        ...
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Delete an object; a missing object is not an error."""
+        ...
+
+    def list(self, bucket: str, prefix: str) -> list[str]:
+        """Sorted keys starting with ``prefix`` (plain string prefix, recursive)."""
+        ...
+
+    def signed_url(
+        self, bucket: str, key: str, expires_in: int, download_name: str | None = None
+    ) -> str:
+        """Time-limited GET URL; ``download_name`` makes it an attachment with that name."""
+        ...

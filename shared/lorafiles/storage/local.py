@@ -1,0 +1,149 @@
+"""Filesystem adapter: objects live at ``root/<bucket>/<key>``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from lorafiles.ports import ObjectNotFound, StorageError
+
+UrlSigner = Callable[[str, str, int, str | None], str]
+"""``(bucket, key, expires_in, download_name) -> url``."""
+
+_TMP_PREFIX = ".lorafiles-tmp-"
+_MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+
+class LocalObjectStore:
+    """``ObjectStore`` on a local directory (dev, tests, single-host demo).
+
+    Writes are atomic: content goes to a temp file in the target directory and is
+    moved into place with ``os.replace``, so readers see the old or the new object,
+    never a partial one.
+
+    ``signed_url`` delegates to ``url_signer`` when given (the HTTP server injects one
+    producing HMAC-signed ``http`` URLs it serves itself); without one it returns the
+    object's ``file://`` URL, which neither expires nor carries the download name.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], url_signer: UrlSigner | None = None) -> None:
+        self.root = Path(root).resolve()
+        self._url_signer = url_signer
+
+    def _path(self, bucket: str, key: str) -> Path:
+        _check_name("bucket", bucket, allow_slash=False)
+        _check_name("key", key, allow_slash=True)
+        return self.root / bucket / key
+
+    def get(self, bucket: str, key: str) -> bytes:
+        path = self._path(bucket, key)
+        try:
+            return path.read_bytes()
+        except _MISSING as exc:
+            raise ObjectNotFound(bucket, key) from exc
+        except OSError as exc:
+            raise StorageError(f"reading {bucket}/{key} failed: {exc}") from exc
+
+    def put(
+        self, bucket: str, key: str, data: bytes, content_type: str = "application/json"
+    ) -> None:
+        with self._atomic_writer(bucket, key) as out:
+            out.write(data)
+
+    def put_file(
+        self,
+        bucket: str,
+        key: str,
+        path: str | os.PathLike[str],
+        content_type: str = "application/json",
+    ) -> None:
+        with open(path, "rb") as src, self._atomic_writer(bucket, key) as out:
+            shutil.copyfileobj(src, out)
+
+    @contextmanager
+    def open_stream(self, bucket: str, key: str) -> Iterator[BinaryIO]:
+        path = self._path(bucket, key)
+        try:
+            stream = path.open("rb")
+        except _MISSING as exc:
+            raise ObjectNotFound(bucket, key) from exc
+        except OSError as exc:
+            raise StorageError(f"opening {bucket}/{key} failed: {exc}") from exc
+        with stream:
+            yield stream
+
+    def exists(self, bucket: str, key: str) -> bool:
+        return self._path(bucket, key).is_file()
+
+    def delete(self, bucket: str, key: str) -> None:
+        try:
+            self._path(bucket, key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"deleting {bucket}/{key} failed: {exc}") from exc
+
+    def list(self, bucket: str, prefix: str) -> list[str]:
+        """Keys under ``prefix``; in-flight temp files of concurrent writes are skipped."""
+        _check_name("bucket", bucket, allow_slash=False)
+        base = self.root / bucket
+        # Only walk the deepest directory the prefix pins down.
+        folder = prefix.rpartition("/")[0]
+        if folder:
+            _check_name("prefix", folder, allow_slash=True)
+        start = base / folder if folder else base
+        keys = []
+        for dirpath, _dirs, files in os.walk(start):
+            rel = Path(dirpath).relative_to(base).as_posix()
+            for name in files:
+                key = name if rel == "." else f"{rel}/{name}"
+                if key.startswith(prefix) and not name.startswith(_TMP_PREFIX):
+                    keys.append(key)
+        return sorted(keys)
+
+    def signed_url(
+        self, bucket: str, key: str, expires_in: int, download_name: str | None = None
+    ) -> str:
+        path = self._path(bucket, key)
+        if self._url_signer is not None:
+            return self._url_signer(bucket, key, expires_in, download_name)
+        return path.as_uri()
+
+    @contextmanager
+    def _atomic_writer(self, bucket: str, key: str) -> Iterator[BinaryIO]:
+        """Yield a temp file next to the target; move it into place on success."""
+        target = self._path(bucket, key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
+        except OSError as exc:
+            raise StorageError(f"writing {bucket}/{key} failed: {exc}") from exc
+        try:
+            with os.fdopen(fd, "wb") as out:
+                yield out
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException as exc:
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StorageError(f"writing {bucket}/{key} failed: {exc}") from exc
+            raise
+
+
+def _check_name(kind: str, name: str, *, allow_slash: bool) -> None:
+    """Reject empty, absolute and ``.``/``..``-segment names (no escaping the root)."""
+    parts = name.split("/")
+    if (
+        not name
+        or os.path.isabs(name)
+        or "\\" in name
+        or (not allow_slash and len(parts) > 1)
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise ValueError(
+            f"invalid object {kind} {name!r}: must be relative, without '.' or '..' segments"
+        )
