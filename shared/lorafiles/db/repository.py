@@ -128,9 +128,9 @@ class Repository:
         """Insert a job, or return the existing one with the same idempotency key. (row, created)."""
         row = self._one(
             """insert into lora_training_jobs (owner_id, file_id, kind, file_name, description, requested_ids,
-                                               batch_size, total_batches, idempotency_key)
+                                               batch_size, total_batches, idempotency_key, created_at)
                values (%(owner_id)s, %(file_id)s, %(kind)s, %(file_name)s, %(description)s, %(requested_ids)s,
-                       %(batch_size)s, %(total_batches)s, %(idempotency_key)s)
+                       %(batch_size)s, %(total_batches)s, %(idempotency_key)s, %(created_at)s)
                on conflict (owner_id, idempotency_key) do nothing returning *""",
             job,
         )

@@ -1,0 +1,119 @@
+"""Suite-wide fixtures.
+
+PostgreSQL: ONE server per test session (the embedded PostgreSQL 18 wheel in a temporary
+data dir, or the server of ``$DATABASE_URL`` when set). Migrations are applied once into a
+template database; each test that asks for ``db_url`` / ``db`` gets a fresh copy
+(``CREATE DATABASE ... TEMPLATE``), dropped afterwards.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from lorafiles.db.connect import Database, embedded_server, url_with_database
+from lorafiles.db.migrate import apply_migrations
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE_DB = "lorafiles_template"
+
+
+def _admin(url: str) -> psycopg.Connection:
+    return psycopg.connect(url, autocommit=True, prepare_threshold=None)
+
+
+def _create_database(admin_url: str, name: str, template: str | None) -> None:
+    with _admin(admin_url) as conn:
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            query = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+        conn.execute(query)
+
+
+def _drop_database(admin_url: str, name: str) -> None:
+    with _admin(admin_url) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """URL of a maintenance database on the session's PostgreSQL server (can CREATE DATABASE)."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    base = Path(tempfile.mkdtemp(prefix="lorafiles-pg-"))
+    try:
+        with embedded_server(base / "pgdata", cleanup_mode="delete") as url:
+            # Throw-away cluster: durability off makes CREATE DATABASE and DDL much faster.
+            with _admin(url) as conn:
+                for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                    conn.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
+                conn.execute("SELECT pg_reload_conf()")
+            yield url
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_admin_url: str) -> Iterator[str]:
+    """Name of the template database holding all migrations (applied once per session)."""
+    # A shared external server may serve several sessions at once: give each its own template.
+    name = TEMPLATE_DB if not os.environ.get("DATABASE_URL") else f"{TEMPLATE_DB}_{uuid.uuid4().hex[:8]}"
+    _drop_database(pg_admin_url, name)
+    _create_database(pg_admin_url, name, None)
+    apply_migrations(url_with_database(pg_admin_url, name))
+    yield name
+    _drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def make_database(pg_admin_url: str) -> Iterator[Callable[..., str]]:
+    """Factory: ``make_database(template=None)`` creates a new database (empty, or a copy of
+    ``template``) and returns its URL; all are dropped after the test."""
+    created: list[str] = []
+
+    def factory(template: str | None = None) -> str:
+        name = f"t_{uuid.uuid4().hex}"
+        _create_database(pg_admin_url, name, template)
+        created.append(name)
+        return url_with_database(pg_admin_url, name)
+
+    yield factory
+    for name in created:
+        _drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def db_url(make_database: Callable[..., str], pg_template: str) -> str:
+    """A fresh, fully migrated database for this test."""
+    return make_database(pg_template)
+
+
+@pytest.fixture
+def empty_db_url(make_database: Callable[..., str], pg_template: str) -> str:
+    """A fresh database with no migrations (cluster-wide roles already exist, as on Supabase)."""
+    return make_database("template0")
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = Database(db_url)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def shared_fixtures() -> Path:
+    """/work/shared/fixtures (next to the repository); the test is skipped if absent."""
+    path = REPO_ROOT.parent / "shared" / "fixtures"
+    if not path.is_dir():
+        pytest.skip(f"shared fixtures not found at {path}")
+    return path
