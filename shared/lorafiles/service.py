@@ -12,7 +12,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator, Protocol, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Protocol, Sequence
 
 import psycopg
 
@@ -64,8 +64,11 @@ class _HashingWriter:
 
 class TrainingFileService:
     def __init__(self, db: Database, store: ObjectStore, settings: Settings | None = None,
-                 starter: JobStarter | None = None) -> None:
+                 starter: JobStarter | None = None, clock: Callable[[], datetime] | None = None) -> None:
         self.db, self.store, self.settings, self.starter = db, store, settings or Settings(), starter
+        # A job's timestamps come from the clock when it is registered and are reused by every
+        # retry, so re-running any step renders byte-identical artifacts.
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
 
     # ------------------------------------------------------------------ selection
     def validate_selection(self, owner_id: str, conversation_ids: Sequence[str], *, file_id: str | None = None,
@@ -139,7 +142,7 @@ class TrainingFileService:
         batch = max(1, self.settings.batch_size)
         job = {"owner_id": owner_id, "file_id": file_id, "kind": kind, "file_name": name, "description": description,
                "requested_ids": ids, "batch_size": batch, "total_batches": (len(ids) + batch - 1) // batch,
-               "idempotency_key": key}
+               "idempotency_key": key, "created_at": self.clock()}
         try:
             with self.db.connection() as conn:
                 row, _ = Repository(conn).insert_job(job)
@@ -256,9 +259,21 @@ class TrainingFileService:
             self.store.put(OUTPUT_BUCKET, item["jsonl_fragment_key"], item.pop("_jsonl"))
         with self.db.connection() as conn:
             repo = Repository(conn)
-            for item in items:
-                repo.upsert_item(item)
-            repo.mark_batch_done(job_id, batch_index)
+            job = repo.job(job_id, lock=True)
+            if job["status"] != "running":
+                # The job failed meanwhile (another batch failed and compensation ran while this
+                # invocation was in flight): stage nothing and take back what this one wrote.
+                keep = repo.referenced_fragment_keys(file_id)
+                orphans = [k for i in items for k in (i["json_fragment_key"], i["jsonl_fragment_key"]) if k not in keep]
+            else:
+                orphans = []
+                for item in items:
+                    repo.upsert_item(item)
+                repo.mark_batch_done(job_id, batch_index)
+        for key in orphans:
+            self.store.delete(OUTPUT_BUCKET, key)
+        if orphans:
+            raise JobStateError(f"job {job_id} is {job['status']}; batch {batch_index} was not staged")
         return {"job_id": job_id, "batch_index": batch_index, "staged": len(items)}
 
     def _stage_item(self, job: dict[str, Any], file_id: str, position: int, row: dict[str, Any], blob: bytes,
@@ -400,9 +415,10 @@ class TrainingFileService:
         return {"job_id": job_id, "compensated": True, "error": recorded}
 
     def record_failure(self, job_id: str, exc: LorafilesError) -> None:
-        """Keep a step's domain error (with its per-conversation details) on the job."""
+        """Keep a step's domain error (with its per-conversation details) on the job. The first error
+        is the cause; a later one (an in-flight batch finding its job already failed) is not."""
         with self.db.connection() as conn:
-            Repository(conn).update_job(job_id, error=exc.as_dict())
+            Repository(conn).record_first_error(job_id, exc.as_dict())
 
     def _open_job(self, repo: Repository, job_id: str, *, step: str) -> dict[str, Any]:
         job = repo.job(job_id, lock=True)

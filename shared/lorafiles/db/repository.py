@@ -165,6 +165,10 @@ class Repository:
         values = {k: Jsonb(v) if k == "error" and v is not None else v for k, v in fields.items()}
         return self._one(f"update lora_training_jobs set {cols} where id = %(_id)s returning *", {**values, "_id": job_id})
 
+    def record_first_error(self, job_id: str, error: dict[str, Any]) -> None:
+        self.conn.execute("update lora_training_jobs set error = %s where id = %s and error is null"
+                          " and status <> 'succeeded'", (Jsonb(error), job_id))
+
     def mark_batch_done(self, job_id: str, batch_index: int) -> None:
         self.conn.execute(
             """update lora_training_jobs

@@ -100,6 +100,8 @@ class LocalStateMachine:
         self.arn: str | None = None
         self.invocations: list[tuple[str, dict]] = []
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._inflight = 0
 
     def __enter__(self) -> "LocalStateMachine":
         self.open()
@@ -144,6 +146,7 @@ class LocalStateMachine:
         payload = orjson.loads(body) if body else {}
         with self._lock:
             self.invocations.append((name, payload))
+            self._inflight += 1
         try:
             if self.fault is not None:
                 self.fault(name, payload)
@@ -152,6 +155,10 @@ class LocalStateMachine:
         except Exception as exc:  # noqa: BLE001 - reported to the interpreter like Lambda does
             response_headers["x-amz-function-error"] = "Unhandled"
             return orjson.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)})
+        finally:
+            with self._idle:
+                self._inflight -= 1
+                self._idle.notify_all()
 
     # --- the JobStarter port ------------------------------------------------------------
     def start(self, execution_name: str, payload: dict[str, Any]) -> str:
@@ -166,6 +173,9 @@ class LocalStateMachine:
         while True:
             desc = self.client.describe_execution(executionArn=execution_arn)
             if desc["status"] != "RUNNING":
+                # Like Lambda, an invocation whose Map already failed runs to its end: let it finish.
+                with self._idle:
+                    self._idle.wait_for(lambda: self._inflight == 0, timeout=max(0.0, deadline - time.monotonic()))
                 return desc
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution {execution_arn} still running after {timeout}s")

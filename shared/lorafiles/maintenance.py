@@ -1,0 +1,271 @@
+"""Event and schedule driven upkeep of training files (issue 5).
+
+* `enrichment_completed`: a conversation was (re-)enriched. Files holding it as a member whose
+  recorded checksum no longer matches the enriched file NOW in storage are marked stale. The
+  decision reads the current object, never trusts the event's claim, so duplicates and
+  out-of-order deliveries change nothing: the same inputs (database + storage) give the same
+  answer however often and in whatever order events arrive.
+* `regenerate_stale`: each stale file with no active job gets one `regenerate` job through the
+  state machine (same job, same steps as create/add). The idempotency key derives from the
+  file's `stale_since` (plus an attempt number), so repeated schedule ticks start one job; a
+  failed attempt is retried on later ticks up to MAX_REGENERATE_ATTEMPTS.
+* `reap_stuck`: jobs queued/running without progress past the timeout are stopped and
+  compensated (staged items and their fragments removed, the file usable again).
+
+Callers: functions/enrichment-webhook, functions/enrichment-events,
+functions/scheduled-maintenance (via lorafiles.events) and the CLI (`regenerate`, `reap`).
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any, Sequence
+
+import psycopg
+
+from .db.repository import ACTIVE_JOB, Repository
+from .errors import FileBusy, LorafilesError, NotFound
+from .observability import logger
+from .ports import ObjectNotFound
+from .service import INPUT_BUCKET, TrainingFileService
+
+MAX_REGENERATE_ATTEMPTS = 3
+STALE_KEY_PREFIX = "regenerate-stale"
+TIMED_OUT = "JobTimedOut"
+
+
+class MaintenanceRepository:
+    """The few queries this module needs that lorafiles.db.repository.Repository lacks."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+
+    def conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        """The conversation by business key, whoever owns it (events carry no owner)."""
+        return self.conn.execute(
+            """select id as conversation_pk, conversation_id, created_by, enrichment_status, enriched_file_path,
+                      enriched_file_size, enriched_at
+                 from conversations where conversation_id = %s""",
+            (conversation_id,),
+        ).fetchone()
+
+    def memberships(self, conversation_id: str) -> list[dict[str, Any]]:
+        """Every file that holds the conversation, with what was recorded at inclusion."""
+        return self.conn.execute(
+            """select m.file_id, m.owner_id, m.source_file, m.source_sha256, f.status, f.stale_since
+                 from lora_training_file_members m join lora_training_files f on f.id = m.file_id
+                where m.conversation_id = %s order by m.file_id""",
+            (conversation_id,),
+        ).fetchall()
+
+    def mark_stale(self, file_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Mark files stale; returns (id, owner_id, previous_status, stale_since) of the rows touched.
+
+        Unlike Repository.mark_stale (which keeps the first `stale_since`), a mark made while a
+        job of the file is active and was created at/after `stale_since` moves `stale_since` to
+        now, so that job's publish (which clears staleness only when `stale_since` is older than
+        the job) keeps the file stale: the job may have read the enriched file before it changed.
+        Marking again with no such job changes nothing (idempotent).
+        """
+        return self.conn.execute(
+            """with target as (
+                   select id, status, stale_since from lora_training_files
+                    where id = any(%(ids)s) and status <> 'creating' order by id for update)
+               update lora_training_files f
+                  set status = 'stale',
+                      stale_since = case
+                          when t.stale_since is null then clock_timestamp()
+                          when exists (select 1 from lora_training_jobs j
+                                        where j.file_id = f.id and j.status = any(%(active)s)
+                                          and j.created_at >= t.stale_since) then clock_timestamp()
+                          else t.stale_since end
+                 from target t
+                where f.id = t.id
+            returning f.id, f.owner_id, t.status as previous_status, f.stale_since""",
+            {"ids": list(file_ids), "active": list(ACTIVE_JOB)},
+        ).fetchall()
+
+    def jobs_with_key_prefix(self, owner_id: str, file_id: str, prefix: str) -> list[dict[str, Any]]:
+        return self.conn.execute(
+            """select id, status, idempotency_key, execution_arn, created_at from lora_training_jobs
+                where owner_id = %s and file_id = %s and starts_with(idempotency_key, %s)
+                order by created_at""",
+            (owner_id, file_id, prefix),
+        ).fetchall()
+
+    def failed_jobs_with_items(self) -> list[str]:
+        """Failed jobs that still hold staged items (a step finished after the job was compensated)."""
+        rows = self.conn.execute(
+            """select j.id from lora_training_jobs j
+                where j.status = 'failed'
+                  and exists (select 1 from lora_training_job_items i where i.job_id = j.id)
+                order by j.updated_at""").fetchall()
+        return [str(r["id"]) for r in rows]
+
+
+def stale_key_prefix(file_id: str, stale_since: datetime) -> str:
+    """Idempotency-key prefix of the regenerations answering one staleness of one file."""
+    micros = int(stale_since.timestamp() * 1_000_000)
+    return f"{STALE_KEY_PREFIX}:{file_id}:{micros}:"
+
+
+class Maintenance:
+    def __init__(self, service: TrainingFileService) -> None:
+        self.service = service
+        self.db, self.store, self.settings = service.db, service.store, service.settings
+
+    # ------------------------------------------------------------------ enrichment events
+    def enrichment_completed(self, conversation_id: str, *, enriched_file_path: str | None = None,
+                             sha256: str | None = None, event_id: str | None = None,
+                             occurred_at: Any = None, source: str = "direct") -> dict[str, Any]:
+        """React to a completed enrichment. Returns what was done (`action`) and which files.
+
+        Idempotent and order-independent: compares each membership's recorded checksum with the
+        checksum of the enriched file currently in storage. `sha256` and `enriched_file_path`
+        from the event are only compared for the log.
+        """
+        info = {"conversation_id": conversation_id, "event_id": event_id, "event_source": source,
+                "occurred_at": str(occurred_at) if occurred_at is not None else None}
+        with self.db.connection() as conn:
+            repo = MaintenanceRepository(conn)
+            conv = repo.conversation(conversation_id)
+            memberships = repo.memberships(conversation_id) if conv is not None else []
+        if conv is None:
+            return self._ignored(info, "unknown_conversation", "no such conversation")
+        if conv["enrichment_status"] != "completed":
+            return self._ignored(info, "not_completed",
+                                 f"enrichment_status is {conv['enrichment_status']!r}, not 'completed'")
+        if not memberships:
+            return self._ignored(info, "not_in_any_file", "the conversation is not a member of any training file")
+        path = conv["enriched_file_path"]
+        if not path:
+            return self._ignored(info, "no_enriched_file", "the conversation has no enriched_file_path")
+        if enriched_file_path and enriched_file_path != path:
+            logger.info("event names another enriched file than the conversation row; using the row's",
+                        extra={**info, "event_path": enriched_file_path, "current_path": path})
+        try:
+            current = self._sha256_of(path)
+        except ObjectNotFound:
+            return self._ignored(info, "enriched_file_missing", f"{INPUT_BUCKET}/{path} is not in storage")
+        if sha256 and sha256.lower() != current:
+            logger.info("event checksum differs from the stored enriched file (superseded or out-of-order event)",
+                        extra={**info, "event_sha256": sha256, "current_sha256": current})
+        source_file = f"{INPUT_BUCKET}/{path}"
+        changed = [m for m in memberships if m["source_sha256"] != current or m["source_file"] != source_file]
+        up_to_date = [str(m["file_id"]) for m in memberships if m not in changed]
+        result = {**info, "sha256": current, "stale_files": [], "already_stale": [], "up_to_date": up_to_date}
+        if not changed:
+            logger.info("enrichment unchanged for every file holding the conversation", extra=result)
+            return {**result, "action": "unchanged"}
+        with self.db.connection() as conn:
+            rows = MaintenanceRepository(conn).mark_stale([str(m["file_id"]) for m in changed])
+        result["stale_files"] = [str(r["id"]) for r in rows if r["previous_status"] != "stale"]
+        result["already_stale"] = [str(r["id"]) for r in rows if r["previous_status"] == "stale"]
+        result["action"] = "marked_stale" if result["stale_files"] else "already_stale"
+        logger.info("enriched file changed: training files marked stale", extra=result)
+        return result
+
+    def _ignored(self, info: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
+        logger.info(f"enrichment event ignored: {message}", extra={**info, "reason": reason})
+        return {**info, "action": "ignored", "reason": reason, "message": message,
+                "stale_files": [], "already_stale": [], "up_to_date": []}
+
+    def _sha256_of(self, path: str) -> str:
+        sha = hashlib.sha256()
+        with self.store.open_stream(INPUT_BUCKET, path) as stream:
+            while chunk := stream.read(1 << 20):
+                sha.update(chunk)
+        return sha.hexdigest()
+
+    # ------------------------------------------------------------------ scheduled regeneration
+    def regenerate_stale(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Start one `regenerate` job per stale file that has no active job.
+
+        Returns one outcome per stale file looked at: {file_id, owner_id, outcome, job, reason}
+        with outcome `started` (job is the started job row), `in_progress` (our job is still
+        running), `busy` (another job holds the file), `gave_up` (MAX_REGENERATE_ATTEMPTS
+        attempts failed for this staleness; a new enrichment re-arms it) or `error`.
+        `limit` bounds how many jobs are started in one call.
+        """
+        with self.db.connection() as conn:
+            stale = Repository(conn).stale_files()
+        outcomes: list[dict[str, Any]] = []
+        started = 0
+        for f in stale:
+            if limit is not None and started >= limit:
+                break
+            outcome = self._regenerate_one(f)
+            outcomes.append(outcome)
+            started += outcome["outcome"] == "started"
+        return outcomes
+
+    def _regenerate_one(self, f: dict[str, Any]) -> dict[str, Any]:
+        file_id, owner = str(f["id"]), str(f["owner_id"])
+        prefix = stale_key_prefix(file_id, f["stale_since"])
+        base = {"file_id": file_id, "owner_id": owner, "job": None, "reason": None}
+        with self.db.connection() as conn:
+            active = Repository(conn).active_job_for_file(file_id)
+            attempts = MaintenanceRepository(conn).jobs_with_key_prefix(owner, file_id, prefix)
+        if active is not None:
+            ours = active["idempotency_key"].startswith(prefix)
+            if not (ours and active["execution_arn"] is None):
+                return {**base, "outcome": "in_progress" if ours else "busy", "job": active,
+                        "reason": f"job {active['id']} ({active['kind']}, {active['status']}) is active"}
+            key = active["idempotency_key"]  # ours, but its execution never started: start it now
+        else:
+            failed = sum(a["status"] == "failed" for a in attempts)
+            if failed >= MAX_REGENERATE_ATTEMPTS:
+                logger.warning("stale file: regeneration gave up", extra={**base, "attempts": failed})
+                return {**base, "outcome": "gave_up", "reason": f"{failed} regeneration attempts failed"}
+            key = f"{prefix}{len(attempts) + 1}"
+        try:
+            job = self.service.start_regenerate(owner, file_id, idempotency_key=key, only_changed=True)
+        except FileBusy as exc:
+            return {**base, "outcome": "busy", "reason": exc.message}
+        except NotFound as exc:
+            return {**base, "outcome": "error", "reason": exc.message}
+        except LorafilesError as exc:
+            logger.warning("stale file: starting the regeneration failed", extra={**base, "error": exc.as_dict()})
+            return {**base, "outcome": "error", "reason": exc.message}
+        logger.info("stale file: regeneration started",
+                    extra={**base, "job_id": str(job["id"]), "idempotency_key": key})
+        return {**base, "outcome": "started", "job": job}
+
+    # ------------------------------------------------------------------ stuck jobs
+    def reap_stuck(self, older_than_seconds: int | None = None) -> list[dict[str, Any]]:
+        """Fail and compensate jobs queued/running with no progress for `older_than_seconds`
+        (default settings.job_timeout_seconds); stop their executions first. Also finishes the
+        compensation of failed jobs that still hold staged items. Returns one entry per job."""
+        timeout = self.settings.job_timeout_seconds if older_than_seconds is None else older_than_seconds
+        with self.db.connection() as conn:
+            stuck = Repository(conn).stuck_jobs(timeout)
+        reaped: list[dict[str, Any]] = []
+        stop = getattr(self.service.starter, "stop", None)
+        for job in stuck:
+            job_id = str(job["id"])
+            with self.db.connection() as conn:
+                now = Repository(conn).job(job_id)
+            if now is None or now["status"] not in ACTIVE_JOB or now["updated_at"] != job["updated_at"]:
+                continue  # finished or made progress meanwhile
+            cause = (f"job {job_id} ({job['kind']}) made no progress for more than {timeout}s "
+                     f"(status {job['status']}, step {job['step'] or '-'}, last update {job['updated_at'].isoformat()})")
+            stopped = False
+            if job["execution_arn"] and stop is not None:
+                try:
+                    stop(job["execution_arn"], TIMED_OUT, cause)
+                    stopped = True
+                except Exception as exc:  # noqa: BLE001 - compensating is what frees the file
+                    logger.warning("stopping the execution failed", extra={"job_id": job_id, "error": str(exc)})
+            result = self.service.compensate(job_id, {"Error": TIMED_OUT, "Cause": cause})
+            entry = {"job_id": job_id, "file_id": str(job["file_id"]) if job["file_id"] else None,
+                     "owner_id": str(job["owner_id"]), "kind": job["kind"], "action": "reaped",
+                     "execution_stopped": stopped, "compensated": result.get("compensated", False), "cause": cause}
+            logger.warning("stuck job reaped", extra=entry)
+            reaped.append(entry)
+        with self.db.connection() as conn:
+            leftovers = MaintenanceRepository(conn).failed_jobs_with_items()
+        for job_id in leftovers:
+            self.service.compensate(job_id, None)
+            logger.warning("staged leftovers of a failed job removed", extra={"job_id": job_id})
+            reaped.append({"job_id": job_id, "action": "swept", "compensated": True})
+        return reaped
