@@ -10,6 +10,18 @@ from .db.connect import default_home
 LOCAL_OWNER = "00000000-0000-4000-8000-00000000a11c"  # the CLI's local user (no Supabase auth locally)
 
 
+def secret(name: str) -> str | None:
+    """`$NAME`, else the SSM SecureString named by `$NAME_SSM` (how Lambda gets secrets)."""
+    if os.environ.get(name):
+        return os.environ[name]
+    parameter = os.environ.get(f"{name}_SSM")
+    if not parameter:
+        return None
+    from aws_lambda_powertools.utilities import parameters
+
+    return parameters.get_parameter(parameter, decrypt=True, max_age=900)
+
+
 def _int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value else default
@@ -27,7 +39,6 @@ class Settings:
         default_factory=lambda: os.environ.get("LORAFILES_S3_BUCKET_CONVERSATIONS", "conversation-files"))
     bucket_training: str = field(default_factory=lambda: os.environ.get("LORAFILES_S3_BUCKET_TRAINING", "training-files"))
     supabase_url: str | None = field(default_factory=lambda: os.environ.get("SUPABASE_URL") or None)
-    supabase_key: str | None = field(default_factory=lambda: os.environ.get("SUPABASE_SERVICE_ROLE_KEY") or None)
     target_model: str = field(default_factory=lambda: os.environ.get("LORAFILES_TARGET_MODEL", "llama-3.1-8b"))
     batch_size: int = field(default_factory=lambda: _int("LORAFILES_BATCH_SIZE", 10))
     map_concurrency: int = field(default_factory=lambda: _int("LORAFILES_MAP_CONCURRENCY", 4))
@@ -47,9 +58,12 @@ class Settings:
         if self.storage == "local":
             return make_store("local", root=self.local_storage_root)
         if self.storage == "s3":
-            return make_store("s3", endpoint_url=self.s3_endpoint_url, region=self.s3_region,
+            # Supabase Storage's S3 endpoint needs its own access keys; AWS S3 uses the role.
+            keys = {"access_key": secret("LORAFILES_S3_ACCESS_KEY_ID"),
+                    "secret_key": secret("LORAFILES_S3_SECRET_ACCESS_KEY")} if self.s3_endpoint_url else {}
+            return make_store("s3", endpoint_url=self.s3_endpoint_url, region=self.s3_region, **keys,
                               bucket_map={"conversation-files": self.bucket_conversations,
                                           "training-files": self.bucket_training})
         if self.storage == "supabase":
-            return make_store("supabase", url=self.supabase_url, key=self.supabase_key)
+            return make_store("supabase", url=self.supabase_url, key=secret("SUPABASE_SERVICE_ROLE_KEY"))
         raise ValueError(f"LORAFILES_STORAGE={self.storage!r}: expected local, s3 or supabase")

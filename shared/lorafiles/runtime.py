@@ -2,10 +2,9 @@
 by the local runner and the tests (`use_service`)."""
 from __future__ import annotations
 
-import os
 import threading
 
-from .config import Settings
+from .config import Settings, secret
 from .db.connect import get_database
 from .service import TrainingFileService
 
@@ -14,14 +13,10 @@ _lock = threading.Lock()
 
 
 def _database_url() -> str:
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
-    name = os.environ.get("LORAFILES_DATABASE_URL_SSM")
-    if not name:
+    url = secret("DATABASE_URL") or secret("LORAFILES_DATABASE_URL")
+    if not url:
         raise RuntimeError("set DATABASE_URL or LORAFILES_DATABASE_URL_SSM")
-    from aws_lambda_powertools.utilities import parameters
-
-    return parameters.get_parameter(name, decrypt=True, max_age=900)
+    return url
 
 
 def _starter(settings: Settings):
