@@ -53,7 +53,8 @@ def open_context(args: argparse.Namespace, *, pipeline: bool) -> Iterator[Contex
             if pipeline:
                 from .pipeline.local import LocalStateMachine
 
-                machine = stack.enter_context(LocalStateMachine())
+                machine = LocalStateMachine()  # opened on first use: a blocked request starts nothing
+                stack.callback(machine.close)
             service = TrainingFileService(db, settings.store(), settings, machine)
             use_service(service)
             try:
@@ -88,14 +89,11 @@ def cmd_import(ctx: Context) -> int:
     ctx.progress(f"importing {len(paths)} file(s) from {directory}")
     result = ctx.service.import_files(ctx.owner, paths, batch_id=ctx.args.batch_id)
 
-    def human(r: dict) -> str:
-        lines = [f"imported {len(r['imported'])} conversation(s)"]
-        for bad in r["refused"]:
-            lines += [f"refused {bad['file']}: {p['code']}"
-                      + (f" ({p['field']})" if p.get("field") else "") + f": {p['message']}" for p in bad["problems"]]
-        return "\n".join(lines)
-
-    emit(ctx, result, human)
+    for bad in result["refused"]:
+        for p in bad["problems"]:
+            where = f" ({p['field']})" if p.get("field") else ""
+            print(f"error: {bad['file']}: refused: {p['code']}{where}: {p['message']}", file=sys.stderr)
+    emit(ctx, result, lambda r: f"imported {len(r['imported'])} conversation(s), refused {len(r['refused'])}")
     return EXIT_USER_ERROR if result["refused"] else 0
 
 
@@ -199,6 +197,47 @@ def cmd_download(ctx: Context) -> int:
     return 0
 
 
+def cmd_regenerate(ctx: Context) -> int:
+    """Rebuild one file (FILE_ID) or every stale file (--stale) as a new version, and wait."""
+    if ctx.args.stale == bool(ctx.args.file_id):
+        raise LorafilesError("give either FILE_ID or --stale")
+    if ctx.args.file_id:
+        job = ctx.service.start_regenerate(ctx.owner, ctx.args.file_id, idempotency_key=ctx.args.idempotency_key,
+                                           only_changed=not ctx.args.all_members)
+        return _run_job(ctx, job)
+    from .maintenance import Maintenance
+
+    results, failed = [], False
+    for o in Maintenance(ctx.service).regenerate_stale(limit=ctx.args.limit):
+        entry = {"file_id": o["file_id"], "outcome": o["outcome"], "reason": o["reason"], "job_id": None,
+                 "status": None, "version": None}
+        if o["outcome"] == "started":
+            job = o["job"]
+            entry["job_id"] = str(job["id"])
+            ctx.progress(f"file {o['file_id']}: regenerate job {job['id']} started")
+            ctx.machine.wait(job["execution_arn"], timeout=3600)
+            done = ctx.service.get_job(str(job["owner_id"]), str(job["id"]))
+            entry.update(status=done["status"], version=done["published_version"],
+                         reason=(done["error"] or {}).get("message"))
+            failed |= done["status"] != "succeeded"
+        results.append(entry)
+    emit(ctx, results, lambda rs: "\n".join(
+        f"{r['file_id']}  {r['outcome']}" + (f" job {r['job_id']} {r['status']}" if r["job_id"] else "")
+        + (f" -> v{r['version']}" if r["version"] else "") + (f": {r['reason']}" if r["reason"] else "")
+        for r in rs) or "no stale training files")
+    return EXIT_USER_ERROR if failed else 0
+
+
+def cmd_reap(ctx: Context) -> int:
+    """Fail and compensate jobs stuck past the timeout, so their files are usable again."""
+    from .maintenance import Maintenance
+
+    reaped = Maintenance(ctx.service).reap_stuck(ctx.args.older_than)
+    emit(ctx, reaped, lambda rs: "\n".join(
+        f"reaped job {r['job_id']} ({r['kind']}) of file {r['file_id']}: {r['cause']}" for r in rs) or "no stuck jobs")
+    return 0
+
+
 def cmd_demo(ctx: Context) -> int:
     from .domain.samples import write_sample_dir
 
@@ -211,6 +250,13 @@ def cmd_demo(ctx: Context) -> int:
     name = f"Demo training file {time.strftime('%Y-%m-%d %H:%M:%S')}"
     job = ctx.service.start_job(ctx.owner, kind="create", conversation_ids=ids, name=name)
     return _run_job(ctx, job)
+
+
+def cmd_serve(ctx: Context) -> int:
+    from .api.local_server import serve
+
+    return serve(ctx, host=ctx.args.host, port=ctx.args.port, jwt_secret=ctx.args.jwt_secret,
+                 sample_conversations=ctx.args.sample_conversations)
 
 
 # ---------------------------------------------------------------------------- parser
@@ -252,8 +298,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "jsonl"), required=True)
     p.add_argument("--version", type=int)
     p.add_argument("--out", required=True)
+    p = add("regenerate", cmd_regenerate, "rebuild a training file (or every stale one) as a new version",
+            pipeline=True)
+    p.add_argument("file_id", nargs="?", metavar="FILE_ID", help="the training file to rebuild")
+    p.add_argument("--stale", action="store_true", help="every stale training file (changed enrichments)")
+    p.add_argument("--all-members", action="store_true",
+                   help="re-render every member, not only those whose enriched file changed")
+    p.add_argument("--limit", type=int, help="with --stale: start at most this many jobs")
+    p.add_argument("--idempotency-key", help="retrying with the same key starts one job")
+    p = add("reap", cmd_reap, "fail and compensate jobs stuck past the timeout (frees their files)")
+    p.add_argument("--older-than", type=int, metavar="SECONDS",
+                   help="no progress for this long (default: LORAFILES_JOB_TIMEOUT_SECONDS, 1800)")
     p = add("demo", cmd_demo, "generate sample conversations, import them and build a training file", pipeline=True)
     p.add_argument("--seed", type=int, default=7)
+    p = add("serve", cmd_serve, "run the HTTP API on localhost (docs/API.md)", pipeline=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8787)
+    p.add_argument("--jwt-secret", help="HS256 secret of accepted tokens (default: env "
+                   "LORAFILES_SUPABASE_JWT_SECRET, else a dev secret kept in LORAFILES_HOME)")
+    p.add_argument("--sample-conversations", type=int, default=0, metavar="N",
+                   help="import N generated sample conversations for the owner first")
     return parser
 
 

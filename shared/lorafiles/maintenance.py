@@ -7,8 +7,9 @@
   answer however often and in whatever order events arrive.
 * `regenerate_stale`: each stale file with no active job gets one `regenerate` job through the
   state machine (same job, same steps as create/add). The idempotency key derives from the
-  file's `stale_since` (plus an attempt number), so repeated schedule ticks start one job; a
-  failed attempt is retried on later ticks up to MAX_REGENERATE_ATTEMPTS.
+  file's `stale_since` and its members' latest `enriched_at` (plus an attempt number), so
+  repeated schedule ticks start one job; a failed attempt is retried on later ticks up to
+  MAX_REGENERATE_ATTEMPTS times, and a new enrichment of a member re-arms the file.
 * `reap_stuck`: jobs queued/running without progress past the timeout are stopped and
   compensated (staged items and their fragments removed, the file usable again).
 
@@ -19,9 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any, Sequence
-
-import psycopg
+from typing import Any
 
 from .db.repository import ACTIVE_JOB, Repository
 from .errors import FileBusy, LorafilesError, NotFound
@@ -34,79 +33,13 @@ STALE_KEY_PREFIX = "regenerate-stale"
 TIMED_OUT = "JobTimedOut"
 
 
-class MaintenanceRepository:
-    """The few queries this module needs that lorafiles.db.repository.Repository lacks."""
+def stale_key_prefix(file_id: str, stale_since: datetime, last_enriched_at: datetime | None) -> str:
+    """Idempotency-key prefix of the regenerations answering one staleness of one file, as of the
+    latest enrichment among its members (a new enrichment re-arms a file whose attempts failed)."""
+    def micros(ts: datetime | None) -> int:
+        return int(ts.timestamp() * 1_000_000) if ts is not None else 0
 
-    def __init__(self, conn: psycopg.Connection) -> None:
-        self.conn = conn
-
-    def conversation(self, conversation_id: str) -> dict[str, Any] | None:
-        """The conversation by business key, whoever owns it (events carry no owner)."""
-        return self.conn.execute(
-            """select id as conversation_pk, conversation_id, created_by, enrichment_status, enriched_file_path,
-                      enriched_file_size, enriched_at
-                 from conversations where conversation_id = %s""",
-            (conversation_id,),
-        ).fetchone()
-
-    def memberships(self, conversation_id: str) -> list[dict[str, Any]]:
-        """Every file that holds the conversation, with what was recorded at inclusion."""
-        return self.conn.execute(
-            """select m.file_id, m.owner_id, m.source_file, m.source_sha256, f.status, f.stale_since
-                 from lora_training_file_members m join lora_training_files f on f.id = m.file_id
-                where m.conversation_id = %s order by m.file_id""",
-            (conversation_id,),
-        ).fetchall()
-
-    def mark_stale(self, file_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """Mark files stale; returns (id, owner_id, previous_status, stale_since) of the rows touched.
-
-        Unlike Repository.mark_stale (which keeps the first `stale_since`), a mark made while a
-        job of the file is active and was created at/after `stale_since` moves `stale_since` to
-        now, so that job's publish (which clears staleness only when `stale_since` is older than
-        the job) keeps the file stale: the job may have read the enriched file before it changed.
-        Marking again with no such job changes nothing (idempotent).
-        """
-        return self.conn.execute(
-            """with target as (
-                   select id, status, stale_since from lora_training_files
-                    where id = any(%(ids)s) and status <> 'creating' order by id for update)
-               update lora_training_files f
-                  set status = 'stale',
-                      stale_since = case
-                          when t.stale_since is null then clock_timestamp()
-                          when exists (select 1 from lora_training_jobs j
-                                        where j.file_id = f.id and j.status = any(%(active)s)
-                                          and j.created_at >= t.stale_since) then clock_timestamp()
-                          else t.stale_since end
-                 from target t
-                where f.id = t.id
-            returning f.id, f.owner_id, t.status as previous_status, f.stale_since""",
-            {"ids": list(file_ids), "active": list(ACTIVE_JOB)},
-        ).fetchall()
-
-    def jobs_with_key_prefix(self, owner_id: str, file_id: str, prefix: str) -> list[dict[str, Any]]:
-        return self.conn.execute(
-            """select id, status, idempotency_key, execution_arn, created_at from lora_training_jobs
-                where owner_id = %s and file_id = %s and starts_with(idempotency_key, %s)
-                order by created_at""",
-            (owner_id, file_id, prefix),
-        ).fetchall()
-
-    def failed_jobs_with_items(self) -> list[str]:
-        """Failed jobs that still hold staged items (a step finished after the job was compensated)."""
-        rows = self.conn.execute(
-            """select j.id from lora_training_jobs j
-                where j.status = 'failed'
-                  and exists (select 1 from lora_training_job_items i where i.job_id = j.id)
-                order by j.updated_at""").fetchall()
-        return [str(r["id"]) for r in rows]
-
-
-def stale_key_prefix(file_id: str, stale_since: datetime) -> str:
-    """Idempotency-key prefix of the regenerations answering one staleness of one file."""
-    micros = int(stale_since.timestamp() * 1_000_000)
-    return f"{STALE_KEY_PREFIX}:{file_id}:{micros}:"
+    return f"{STALE_KEY_PREFIX}:{file_id}:{micros(stale_since)}:{micros(last_enriched_at)}:"
 
 
 class Maintenance:
@@ -127,7 +60,7 @@ class Maintenance:
         info = {"conversation_id": conversation_id, "event_id": event_id, "event_source": source,
                 "occurred_at": str(occurred_at) if occurred_at is not None else None}
         with self.db.connection() as conn:
-            repo = MaintenanceRepository(conn)
+            repo = Repository(conn)
             conv = repo.conversation(conversation_id)
             memberships = repo.memberships(conversation_id) if conv is not None else []
         if conv is None:
@@ -158,7 +91,7 @@ class Maintenance:
             logger.info("enrichment unchanged for every file holding the conversation", extra=result)
             return {**result, "action": "unchanged"}
         with self.db.connection() as conn:
-            rows = MaintenanceRepository(conn).mark_stale([str(m["file_id"]) for m in changed])
+            rows = Repository(conn).mark_stale([str(m["file_id"]) for m in changed])
         result["stale_files"] = [str(r["id"]) for r in rows if r["previous_status"] != "stale"]
         result["already_stale"] = [str(r["id"]) for r in rows if r["previous_status"] == "stale"]
         result["action"] = "marked_stale" if result["stale_files"] else "already_stale"
@@ -201,11 +134,12 @@ class Maintenance:
 
     def _regenerate_one(self, f: dict[str, Any]) -> dict[str, Any]:
         file_id, owner = str(f["id"]), str(f["owner_id"])
-        prefix = stale_key_prefix(file_id, f["stale_since"])
         base = {"file_id": file_id, "owner_id": owner, "job": None, "reason": None}
         with self.db.connection() as conn:
+            mrepo = Repository(conn)
+            prefix = stale_key_prefix(file_id, f["stale_since"], mrepo.last_enriched_at(file_id))
             active = Repository(conn).active_job_for_file(file_id)
-            attempts = MaintenanceRepository(conn).jobs_with_key_prefix(owner, file_id, prefix)
+            attempts = mrepo.jobs_with_key_prefix(owner, file_id, prefix)
         if active is not None:
             ours = active["idempotency_key"].startswith(prefix)
             if not (ours and active["execution_arn"] is None):
@@ -227,6 +161,9 @@ class Maintenance:
         except LorafilesError as exc:
             logger.warning("stale file: starting the regeneration failed", extra={**base, "error": exc.as_dict()})
             return {**base, "outcome": "error", "reason": exc.message}
+        except Exception as exc:  # noqa: BLE001 - e.g. StartExecution throttled: the next tick resumes the job
+            logger.exception("stale file: starting the regeneration failed", extra=base)
+            return {**base, "outcome": "error", "reason": f"{type(exc).__name__}: {exc}"}
         logger.info("stale file: regeneration started",
                     extra={**base, "job_id": str(job["id"]), "idempotency_key": key})
         return {**base, "outcome": "started", "job": job}
@@ -234,8 +171,9 @@ class Maintenance:
     # ------------------------------------------------------------------ stuck jobs
     def reap_stuck(self, older_than_seconds: int | None = None) -> list[dict[str, Any]]:
         """Fail and compensate jobs queued/running with no progress for `older_than_seconds`
-        (default settings.job_timeout_seconds); stop their executions first. Also finishes the
-        compensation of failed jobs that still hold staged items. Returns one entry per job."""
+        (default settings.job_timeout_seconds): stop the execution first (so it runs no further
+        step), then compensate (staged items and their fragments removed, the file untouched and
+        free for the next job). Returns one entry per reaped job."""
         timeout = self.settings.job_timeout_seconds if older_than_seconds is None else older_than_seconds
         with self.db.connection() as conn:
             stuck = Repository(conn).stuck_jobs(timeout)
@@ -262,10 +200,4 @@ class Maintenance:
                      "execution_stopped": stopped, "compensated": result.get("compensated", False), "cause": cause}
             logger.warning("stuck job reaped", extra=entry)
             reaped.append(entry)
-        with self.db.connection() as conn:
-            leftovers = MaintenanceRepository(conn).failed_jobs_with_items()
-        for job_id in leftovers:
-            self.service.compensate(job_id, None)
-            logger.warning("staged leftovers of a failed job removed", extra={"job_id": job_id})
-            reaped.append({"job_id": job_id, "action": "swept", "compensated": True})
         return reaped

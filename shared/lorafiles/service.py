@@ -349,6 +349,8 @@ class TrainingFileService:
         with self.db.connection() as conn:
             repo = Repository(conn)
             f = repo.file(file_id, lock=True)
+            if repo.job(job_id, lock=True)["status"] != "running":  # e.g. reaped while this ran
+                raise JobStateError(f"job {job_id} is no longer running; version {version} not published")
             if f["current_version"] >= version:
                 done = repo.version(file_id, version)
                 if done is None or str(done["job_id"]) != job_id:
@@ -361,7 +363,11 @@ class TrainingFileService:
                              "json_size": written["json"].size, "jsonl_size": written["jsonl"].size,
                              "json_sha256": written["json"].sha.hexdigest(),
                              "jsonl_sha256": written["jsonl"].sha.hexdigest()}
-                still_stale = f["stale_since"] is not None and f["stale_since"] > job["created_at"]
+                # Only a regeneration clears staleness, and only of changes it may have read.
+                if job["kind"] == "regenerate":
+                    still_stale = f["stale_since"] is not None and f["stale_since"] > job["created_at"]
+                else:
+                    still_stale = f["status"] == "stale"
                 repo.publish(
                     file_row=f, job=job,
                     version_row={"file_id": file_id, "version": version, "job_id": job_id, "created_at": job["created_at"],
@@ -393,8 +399,8 @@ class TrainingFileService:
             job = repo.job(job_id, lock=True)
             if job is None:
                 raise NotFound(f"job {job_id} not found")
-            if job["status"] == "succeeded":
-                return {"job_id": job_id, "compensated": False, "status": "succeeded"}
+            if job["status"] == "succeeded" or job["step"] == "compensated":
+                return {"job_id": job_id, "compensated": False, "status": job["status"]}
             file_id = str(job["file_id"]) if job["file_id"] else None
             garbage = repo.item_fragment_keys(job_id)
             repo.delete_items(job_id)
@@ -485,6 +491,11 @@ class TrainingFileService:
     # ------------------------------------------------------------------ local import
     def import_files(self, owner_id: str, paths: Iterable[Path], batch_id: str | None = None) -> dict[str, Any]:
         """Register enriched JSON files as completed conversations of `owner_id` (local use, demos)."""
+        if batch_id is not None:
+            try:
+                batch_id = str(uuid.UUID(batch_id))
+            except ValueError:
+                raise InvalidRequest(f"batch id {batch_id!r} is not a UUID") from None
         imported, refused = [], []
         for path in paths:
             blob = Path(path).read_bytes()
@@ -494,18 +505,23 @@ class TrainingFileService:
                 continue
             cid = parsed.report.conversation_id
             key = f"{owner_id}/{cid}/enriched.json"
-            self.store.put(INPUT_BUCKET, key, blob)
             sc = parsed.scaffolding()
             stats = conversation_stats(parsed, sc)
-            with self.db.connection() as conn:
+            with self.db.connection() as conn:  # the object is written inside the row's transaction
                 repo = Repository(conn)
-                repo.upsert_conversation({
+                mine = repo.upsert_conversation({
                     "conversation_id": cid, "created_by": owner_id, "enriched_file_path": key,
                     "enriched_file_size": len(blob), "persona_key": sc.persona_key,
                     "emotional_arc_key": sc.emotional_arc_key, "topic_key": sc.training_topic_key,
                     "turn_count": stats.pairs,
                     "quality_score": round(stats.quality_score, 1) if stats.quality_score is not None else None,
                 })
+                if not mine:
+                    refused.append({"file": str(path), "problems": [{
+                        "code": "conversation_taken", "field": "dataset_metadata.dataset_name", "severity": "error",
+                        "message": f"conversation {cid} belongs to another user"}]})
+                    continue
+                self.store.put(INPUT_BUCKET, key, blob)
                 if batch_id:
                     repo.ensure_batch_link(batch_id, cid, owner_id)
             imported.append({"conversation_id": cid, "file": str(path), "warnings": len(parsed.report.warnings)})

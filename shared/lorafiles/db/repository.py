@@ -6,6 +6,8 @@ that make every pipeline write idempotent (`ON CONFLICT`).
 """
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any, Iterable, Iterator, Sequence
 
 import psycopg
@@ -20,6 +22,15 @@ _ITEM_COLS = (
     "json_fragment_size", "jsonl_fragment_size", *_STATS, "warnings",
 )
 _MEMBER_COPY = ", ".join(_ITEM_COLS)
+
+
+def is_uuid(value: Any) -> bool:
+    """Ids from users are looked up only when they are UUIDs (anything else simply is not found)."""
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 class Repository:
@@ -44,8 +55,9 @@ class Repository:
         )
         return {r["conversation_id"]: r for r in rows}
 
-    def upsert_conversation(self, row: dict[str, Any]) -> None:
-        self.conn.execute(
+    def upsert_conversation(self, row: dict[str, Any]) -> bool:
+        """Insert or refresh the owner's conversation; False when the id belongs to someone else."""
+        return self.conn.execute(
             """insert into conversations (conversation_id, created_by, enrichment_status, enriched_file_path,
                                           enriched_file_size, enriched_at, processing_status, storage_bucket,
                                           persona_key, emotional_arc_key, topic_key, turn_count, quality_score)
@@ -56,9 +68,10 @@ class Repository:
                    enrichment_status = 'completed', enriched_file_path = excluded.enriched_file_path,
                    enriched_file_size = excluded.enriched_file_size, enriched_at = now(),
                    processing_status = 'completed', updated_at = now()
-               where conversations.created_by is not distinct from excluded.created_by""",
+               where conversations.created_by is not distinct from excluded.created_by
+               returning id""",
             row,
-        )
+        ).fetchone() is not None
 
     def ensure_batch_link(self, batch_id: str, conversation_id: str, owner_id: str) -> None:
         """Record that `batch_id` generated the conversation (batch_items is the source of truth)."""
@@ -70,13 +83,15 @@ class Repository:
         self.conn.execute(
             """insert into batch_items (batch_job_id, conversation_id, status)
                select %s, c.id, 'completed' from conversations c
-                where c.conversation_id = %s
+                where c.conversation_id = %s and c.created_by = %s
                   and not exists (select 1 from batch_items b where b.batch_job_id = %s and b.conversation_id = c.id)""",
-            (batch_id, conversation_id, batch_id),
+            (batch_id, conversation_id, owner_id, batch_id),
         )
 
     # --- files ---------------------------------------------------------------------------
     def file(self, file_id: str, owner_id: str | None = None, *, lock: bool = False) -> dict[str, Any] | None:
+        if not is_uuid(file_id):
+            return None
         sql = "select * from lora_training_files where id = %s"
         params: list[Any] = [file_id]
         if owner_id is not None:
@@ -143,6 +158,8 @@ class Repository:
                          (owner_id, idempotency_key))
 
     def job(self, job_id: str, owner_id: str | None = None, *, lock: bool = False) -> dict[str, Any] | None:
+        if not is_uuid(job_id):
+            return None
         sql = "select * from lora_training_jobs where id = %s"
         params: list[Any] = [job_id]
         if owner_id is not None:
@@ -283,22 +300,67 @@ class Repository:
         )
         self.delete_items(job_id)
 
-    # --- staleness (events) ----------------------------------------------------------------
-    def files_with_changed_member(self, conversation_id: str, new_sha256: str) -> list[dict[str, Any]]:
-        return self._all(
-            """select distinct f.id, f.owner_id from lora_training_file_members m
-                 join lora_training_files f on f.id = m.file_id
-                where m.conversation_id = %s and m.source_sha256 <> %s""",
-            (conversation_id, new_sha256),
-        )
-
-    def mark_stale(self, file_ids: Sequence[str]) -> int:
-        cur = self.conn.execute(
-            """update lora_training_files set status = 'stale', stale_since = coalesce(stale_since, now())
-                where id = any(%s) and status <> 'creating'""",
-            (list(file_ids),),
-        )
-        return cur.rowcount
-
+    # --- staleness (events and schedule) ------------------------------------------------
     def stale_files(self) -> list[dict[str, Any]]:
         return self._all("select * from lora_training_files where status = 'stale' order by stale_since, id")
+
+    def conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        """The conversation by business key, whoever owns it (events carry no owner)."""
+        return self.conn.execute(
+            """select id as conversation_pk, conversation_id, created_by, enrichment_status, enriched_file_path,
+                      enriched_file_size, enriched_at
+                 from conversations where conversation_id = %s""",
+            (conversation_id,),
+        ).fetchone()
+
+    def memberships(self, conversation_id: str) -> list[dict[str, Any]]:
+        """Every file that holds the conversation, with what was recorded at inclusion."""
+        return self.conn.execute(
+            """select m.file_id, m.owner_id, m.source_file, m.source_sha256, f.status, f.stale_since
+                 from lora_training_file_members m join lora_training_files f on f.id = m.file_id
+                where m.conversation_id = %s order by m.file_id""",
+            (conversation_id,),
+        ).fetchall()
+
+    def mark_stale(self, file_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Mark files stale; returns (id, owner_id, previous_status, stale_since) of the rows touched.
+
+        A mark made while a
+        job of the file is active and was created at/after `stale_since` moves `stale_since` to
+        now, so that job's publish (which clears staleness only when `stale_since` is older than
+        the job) keeps the file stale: the job may have read the enriched file before it changed.
+        Marking again with no such job changes nothing (idempotent).
+        """
+        return self.conn.execute(
+            """with target as (
+                   select id, status, stale_since from lora_training_files
+                    where id = any(%(ids)s) and status <> 'creating' order by id for update)
+               update lora_training_files f
+                  set status = 'stale',
+                      stale_since = case
+                          when t.stale_since is null then clock_timestamp()
+                          when exists (select 1 from lora_training_jobs j
+                                        where j.file_id = f.id and j.status = any(%(active)s)
+                                          and j.created_at >= t.stale_since) then clock_timestamp()
+                          else t.stale_since end
+                 from target t
+                where f.id = t.id
+            returning f.id, f.owner_id, t.status as previous_status, f.stale_since""",
+            {"ids": list(file_ids), "active": list(ACTIVE_JOB)},
+        ).fetchall()
+
+    def last_enriched_at(self, file_id: str) -> datetime | None:
+        """The latest enrichment time among the file's members."""
+        return self.conn.execute(
+            """select max(c.enriched_at) as t from lora_training_file_members m
+                 join conversations c on c.conversation_id = m.conversation_id where m.file_id = %s""",
+            (file_id,),
+        ).fetchone()["t"]
+
+    def jobs_with_key_prefix(self, owner_id: str, file_id: str, prefix: str) -> list[dict[str, Any]]:
+        return self.conn.execute(
+            """select id, status, idempotency_key, execution_arn, created_at from lora_training_jobs
+                where owner_id = %s and file_id = %s and starts_with(idempotency_key, %s)
+                order by created_at""",
+            (owner_id, file_id, prefix),
+        ).fetchall()

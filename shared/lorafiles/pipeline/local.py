@@ -162,6 +162,8 @@ class LocalStateMachine:
 
     # --- the JobStarter port ------------------------------------------------------------
     def start(self, execution_name: str, payload: dict[str, Any]) -> str:
+        if self._mock is None:
+            self.open()
         try:
             return self.client.start_execution(stateMachineArn=self.arn, name=execution_name,
                                                input=orjson.dumps(payload).decode())["executionArn"]

@@ -1,0 +1,301 @@
+"""`lorafiles serve`: the Lambda HTTP API on localhost, for the frontend team and the tests.
+
+Each HTTP request becomes an API Gateway HTTP API (payload v2) event and goes through the same
+resolver as in AWS (lorafiles.api.app), so the local server exposes exactly the Lambda routes,
+auth and errors. On top, like the AWS pieces around the function, it:
+
+* answers CORS preflights (API Gateway's `httpApi.cors` in serverless.yml does it in AWS);
+* serves the signed download URLs it hands out, `GET /downloads/<token>` (S3/Supabase Storage
+  do it in AWS): HMAC-SHA256 signed with an expiry, `Content-Disposition: attachment`.
+
+Jobs started through the API run in the local Step Functions runner (moto) of `open_context`.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+import orjson
+
+from ..errors import LorafilesError
+from ..ports import ObjectNotFound
+from ..runtime import use_service
+from ..storage.local import LocalObjectStore
+from .auth import AuthConfig, TokenVerifier, make_token, use_verifier
+from .errors import error_body
+from .signing import PREFIX, UrlSigner, dev_jwt_secret, signing_secret
+
+LOCAL_ISSUER = "http://127.0.0.1:54321/auth/v1"  # what `supabase start` (Supabase CLI) issues
+CORS = {  # mirrors provider.httpApi.cors in serverless.yml
+    "allow_headers": "Authorization, Content-Type, Idempotency-Key, X-Request-Id",
+    "allow_methods": "GET, POST, OPTIONS",
+    "expose_headers": "Location, X-Request-Id",
+    "max_age": "3600",
+}
+CHUNK = 1 << 20
+
+
+def to_event(method: str, target: str, headers: list[tuple[str, str]], body: bytes, source_ip: str,
+             host: str) -> dict[str, Any]:
+    """An API Gateway HTTP API payload v2.0 event for one request."""
+    parts = urlsplit(target)
+    path = unquote(parts.path) or "/"
+    merged: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        merged[key] = f"{merged[key]},{value}" if key in merged else value
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        query[name] = f"{query[name]},{value}" if name in query else value
+    now = datetime.now(timezone.utc)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": parts.query,
+        "headers": merged,
+        "requestContext": {
+            "accountId": "local", "apiId": "local", "domainName": host, "domainPrefix": host.split(".")[0],
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
+                     "userAgent": merged.get("user-agent", "")},
+            "requestId": merged.get("x-request-id") or str(uuid.uuid4()), "routeKey": "$default",
+            "stage": "$default", "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if query:
+        event["queryStringParameters"] = query
+    if "cookie" in merged:
+        event["cookies"] = [c.strip() for c in merged["cookie"].split(";") if c.strip()]
+    if body:
+        try:
+            event["body"] = body.decode("utf-8")
+        except UnicodeDecodeError:
+            event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+    return event
+
+
+class LocalApiServer:
+    """The API on a ThreadingHTTPServer. `port=0` picks a free port (tests); see `base_url`."""
+
+    def __init__(self, service: Any, *, verifier: TokenVerifier, signing_key: bytes, host: str = "127.0.0.1",
+                 port: int = 8787, quiet: bool = False, cors_origin: str | None = "*") -> None:
+        from .app import app
+
+        self.app, self.service, self.verifier, self.quiet, self.cors_origin = app, service, verifier, quiet, cors_origin
+        self.httpd = ThreadingHTTPServer((host, port), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.api = self  # type: ignore[attr-defined]
+        bound_host, bound_port = self.httpd.server_address[:2]
+        self.base_url = f"http://{bound_host}:{bound_port}"
+        self.signer = UrlSigner(signing_key, self.base_url)
+        if isinstance(service.store, LocalObjectStore):  # signed URLs that point at this server
+            service.store = LocalObjectStore(service.store.root, url_signer=self.signer)
+        self._resolve_lock = threading.Lock()  # one resolver instance: it keeps per-request state
+        self._thread: threading.Thread | None = None
+        use_service(service)
+        use_verifier(verifier)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "LocalApiServer":
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="lorafiles-api", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        use_verifier(None)
+
+    def __enter__(self) -> "LocalApiServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ requests
+    def resolve(self, event: dict[str, Any]) -> dict[str, Any]:
+        from ..pipeline.local import LambdaContext
+
+        with self._resolve_lock:
+            return self.app.resolve(event, LambdaContext(function_name="api"))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "lorafiles-local"
+
+    @property
+    def api(self) -> LocalApiServer:
+        return self.server.api  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        if not self.api.quiet:
+            sys.stderr.write(f"{self.address_string()} - {format % args}\n")
+
+    # every method goes to the resolver, which answers 404/405 like in AWS
+    def do_GET(self) -> None:  # noqa: N802
+        if urlsplit(self.path).path.startswith(PREFIX):
+            self._download()
+        else:
+            self._api()
+
+    def do_OPTIONS(self) -> None:  # noqa: N802
+        if self.api.cors_origin and self.headers.get("Access-Control-Request-Method"):
+            self._send(204, b"", {"Access-Control-Allow-Headers": CORS["allow_headers"],
+                                  "Access-Control-Allow-Methods": CORS["allow_methods"],
+                                  "Access-Control-Max-Age": CORS["max_age"]})
+        else:
+            self._api()
+
+    def __getattr__(self, name: str) -> Any:
+        # any other method (POST, HEAD, TRACE, ...) goes to the resolver too, as through API Gateway
+        if name.startswith("do_"):
+            return self._api
+        raise AttributeError(name)
+
+    def _body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            data = bytearray()
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return bytes(data)
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _api(self) -> None:
+        try:
+            body = self._body()
+        except ValueError:
+            self._json(400, error_body("bad_request", "unreadable request body"))
+            return
+        event = to_event(self.command, self.path, list(self.headers.items()), body, self.client_address[0],
+                         self.headers.get("Host") or "localhost")
+        result = self.api.resolve(event)
+        payload = result.get("body") or ""
+        data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode("utf-8")
+        headers = dict(result.get("headers") or {})
+        self._send(int(result["statusCode"]), data, headers, cookies=result.get("cookies") or [])
+
+    def _download(self) -> None:
+        token = unquote(urlsplit(self.path).path[len(PREFIX):])
+        try:
+            obj = self.api.signer.verify(token)
+            with self.api.service.store.open_stream(obj.bucket, obj.key) as stream:
+                stream.seek(0, os.SEEK_END)
+                size = stream.tell()
+                stream.seek(0)
+                headers = {"Content-Type": "application/x-ndjson" if obj.key.endswith(".jsonl")
+                           else "application/json",
+                           "Cache-Control": "private, no-store"}
+                if obj.download_name:
+                    headers["Content-Disposition"] = _attachment(obj.download_name)
+                self._send_head(200, size, headers)
+                while chunk := stream.read(CHUNK):
+                    self.wfile.write(chunk)
+        except LorafilesError as exc:
+            self._json(exc.status, error_body(exc.code, exc.message, exc.details))
+        except ObjectNotFound:
+            self._json(404, error_body("not_found", "the file of this link no longer exists"))
+
+    def _json(self, status: int, body: dict[str, Any]) -> None:
+        self._send(status, orjson.dumps(body), {"Content-Type": "application/json"})
+
+    def _send_head(self, status: int, length: int, headers: dict[str, Any], cookies: list[str] = ()) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            if name.lower() not in ("content-length", "connection"):
+                self.send_header(name, ", ".join(value) if isinstance(value, list) else str(value))
+        for cookie in cookies:
+            self.send_header("Set-Cookie", cookie)
+        origin = self.api.cors_origin
+        if origin and self.headers.get("Origin"):
+            self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Access-Control-Expose-Headers", CORS["expose_headers"])
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+
+    def _send(self, status: int, data: bytes, headers: dict[str, Any], cookies: list[str] = ()) -> None:
+        self._send_head(status, len(data), headers, cookies)
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+def _attachment(name: str) -> str:
+    ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+# ---------------------------------------------------------------------- `lorafiles serve`
+def local_verifier(home: Any, jwt_secret: str | None) -> tuple[TokenVerifier, str, str]:
+    """The local server's verifier: HS256 with `jwt_secret`, else env LORAFILES_SUPABASE_JWT_SECRET,
+    else a dev secret kept under LORAFILES_HOME; plus the JWKS settings of the environment, if any.
+    Returns (verifier, secret, where the secret came from)."""
+    env = dict(os.environ)
+    env.setdefault("LORAFILES_JWT_ISSUER", LOCAL_ISSUER)
+    if jwt_secret:
+        secret, source = jwt_secret, "--jwt-secret"
+    elif env.get("LORAFILES_SUPABASE_JWT_SECRET"):
+        secret, source = env["LORAFILES_SUPABASE_JWT_SECRET"], "LORAFILES_SUPABASE_JWT_SECRET"
+    else:
+        secret, source = dev_jwt_secret(home), f"dev secret in {home / 'dev-jwt-secret'}"
+    env["LORAFILES_SUPABASE_JWT_SECRET"] = secret
+    return TokenVerifier(AuthConfig.from_env(env)), secret, source
+
+
+def serve(ctx: Any, *, host: str, port: int, jwt_secret: str | None, sample_conversations: int = 0) -> int:
+    settings = ctx.service.settings
+    verifier, secret, source = local_verifier(settings.home, jwt_secret)
+    if sample_conversations:
+        _import_samples(ctx, sample_conversations)
+    server = LocalApiServer(ctx.service, verifier=verifier, signing_key=signing_secret(settings.home),
+                            host=host, port=port)
+    token = make_token(secret, ctx.owner, issuer=verifier.config.issuer, audience=verifier.config.audience,
+                       ttl=7 * 24 * 3600, email="dev@lorafiles.local")
+    print(f"lorafiles API on {server.base_url}  (Swagger UI {server.base_url}/docs, "
+          f"OpenAPI {server.base_url}/openapi.json)\n"
+          f"auth: HS256 secret from {source}; iss {verifier.config.issuer!r}; aud {verifier.config.audience!r}\n"
+          f"dev token for owner {ctx.owner} (valid 7 days):\n"
+          f"  export LORAFILES_TOKEN={token}\n"
+          f"  curl -H \"Authorization: Bearer $LORAFILES_TOKEN\" {server.base_url}/conversations\n"
+          f"Ctrl-C stops.", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+        use_verifier(None)
+    return 0
+
+
+def _import_samples(ctx: Any, count: int) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from ..domain.samples import write_sample_dir
+
+    with tempfile.TemporaryDirectory(prefix="lorafiles-samples-") as tmp:
+        paths = write_sample_dir(Path(tmp), count, seed=int(time.time()) % 100_000, target_bytes=20_000)
+        batch = str(uuid.uuid4())
+        result = ctx.service.import_files(ctx.owner, paths, batch_id=batch)
+    print(f"imported {len(result['imported'])} sample conversation(s) in batch {batch}", flush=True)

@@ -1,0 +1,258 @@
+"""Request and response models of the HTTP API (pydantic). They are the OpenAPI schema: keep
+them honest, the committed docs/openapi.json and the schema-driven fuzz test are built from them."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from ..domain.rules import NAME_MAX
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded: refuse both here
+    # (422) instead of letting the database fail (500).
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+_NO_NUL = r"^[^\x00]*$"
+
+
+def Text(max_length: int, min_length: int = 0, **kw: Any) -> Any:  # noqa: N802 - a type factory
+    """A string the database can store (no NUL, valid Unicode), bounded."""
+    return Annotated[str, Field(min_length=min_length, max_length=max_length, pattern=_NO_NUL, **kw),
+                     AfterValidator(_storable)]
+
+
+ConversationId = Text(200, 1, description="A conversation's `conversation_id`.")
+FileName = Text(NAME_MAX, 1)
+Description = Text(10_000)
+MAX_IDS_PER_REQUEST = 1000  # request-size bound; the business limit (80) is reported as a selection problem
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ------------------------------------------------------------------------------ errors
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine-readable code (see docs/API.md).")
+    message: str = Field(description="Human-readable explanation.")
+    details: Any = Field(default=None, description="Code-specific details, e.g. per-conversation problems.")
+
+
+class ErrorResponse(BaseModel):
+    """Every error response has this shape."""
+
+    error: ErrorBody
+
+
+# ------------------------------------------------------------------------------ selections
+class SelectionProblem(BaseModel):
+    conversation_id: str | None = Field(default=None, description="The offending conversation; empty for a "
+                                                                    "problem of the whole selection.")
+    code: str = Field(description="not_found | not_eligible | repeated_in_request | already_in_file | "
+                                  "too_many | empty_selection | invalid_name | name_taken")
+    message: str
+    field: str | None = Field(default=None, description="The request field at fault (e.g. `name`).")
+
+
+class ValidateSelectionRequest(_Strict):
+    conversation_ids: Annotated[list[ConversationId], Field(max_length=MAX_IDS_PER_REQUEST)]
+    name: FileName | None = Field(default=None, description="Target: a new file of this name.")
+    file_id: UUID | None = Field(default=None, description="Target: this existing file.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "ValidateSelectionRequest":
+        if (self.name is None) == (self.file_id is None):
+            raise ValueError("give exactly one of name (a new file) or file_id (an existing file)")
+        return self
+
+
+class SelectionReport(BaseModel):
+    ok: bool = Field(description="True when the selection can be submitted as is.")
+    conversations: int = Field(description="Number of ids in the request.")
+    problems: list[SelectionProblem]
+
+
+# ------------------------------------------------------------------------------ jobs
+class CreateTrainingFileRequest(_Strict):
+    name: FileName = Field(description="Unique per user, ignoring case and surrounding spaces.")
+    description: Description | None = None
+    conversation_ids: Annotated[list[ConversationId], Field(max_length=MAX_IDS_PER_REQUEST)]
+
+
+class AddConversationsRequest(_Strict):
+    conversation_ids: Annotated[list[ConversationId], Field(max_length=MAX_IDS_PER_REQUEST)]
+
+
+class JobLinks(BaseModel):
+    job: str
+    file: str | None = None
+
+
+class JobAccepted(BaseModel):
+    job_id: UUID
+    file_id: UUID | None = Field(description="Null for a create job until its file exists: poll the job.")
+    kind: Literal["create", "add", "regenerate"]
+    status: Literal["queued", "running", "succeeded", "failed"]
+    links: JobLinks
+
+
+class JobProgress(BaseModel):
+    batches_done: int
+    batches_total: int
+    conversations: int
+
+
+class JobStatus(BaseModel):
+    id: UUID
+    kind: Literal["create", "add", "regenerate"]
+    status: Literal["queued", "running", "succeeded", "failed"]
+    step: str | None = Field(description="validate | create | append | generate | published | compensated")
+    file_id: UUID | None
+    file_name: str | None
+    progress: JobProgress
+    published_version: int | None
+    error: ErrorBody | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    links: JobLinks
+
+
+# ------------------------------------------------------------------------------ files
+class QualitySummary(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    avg_quality_score: float | None = None
+    min_quality_score: float | None = None
+    max_quality_score: float | None = None
+    human_reviewed_count: int | None = None
+    human_reviewed_percentage: float | None = None
+
+
+class TrainingFileSummary(BaseModel):
+    id: UUID
+    name: str
+    description: str | None
+    status: Literal["creating", "ready", "stale"]
+    current_version: int
+    conversation_count: int
+    training_pair_count: int
+    total_turns: int
+    quality_summary: QualitySummary
+    created_at: datetime
+    updated_at: datetime
+
+
+class TrainingFileList(BaseModel):
+    items: list[TrainingFileSummary]
+
+
+class MemberWarning(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class Member(BaseModel):
+    conversation_id: str
+    position: int
+    batch_id: UUID | None
+    added_at: datetime
+    job_id: UUID
+    pairs: int
+    training_pairs: int
+    quality_tier: str
+    persona_key: str | None
+    emotional_arc_key: str | None
+    training_topic_key: str | None
+    warnings: list[MemberWarning] = Field(description="Found when the conversation was added; they did not block it.")
+
+
+class Version(BaseModel):
+    version: int
+    job_id: UUID
+    created_at: datetime
+    conversation_count: int
+    training_pair_count: int
+    total_turns: int
+    json_size: int
+    jsonl_size: int
+    json_sha256: str
+    jsonl_sha256: str
+
+
+class TrainingFileDetail(TrainingFileSummary):
+    target_model: str
+    vertical: str | None
+    batch_ids: list[UUID]
+    scaffolding_distribution: dict[str, Any]
+    stale_since: datetime | None
+    members: list[Member]
+    versions: list[Version]
+    current_job: JobStatus | None
+
+
+class DownloadLink(BaseModel):
+    url: str = Field(description="Signed GET URL; expires after `expires_in` seconds.")
+    expires_in: int
+    filename: str = Field(description="`<file name>.json` or `<file name>.jsonl` (Content-Disposition).")
+    format: Literal["json", "jsonl"]
+    version: int
+    size: int
+    sha256: str
+
+
+# ------------------------------------------------------------------------------ conversations
+class ConversationItem(BaseModel):
+    conversation_id: str
+    conversation_name: str | None
+    batch_id: UUID | None
+    persona_key: str | None
+    emotional_arc_key: str | None
+    topic_key: str | None
+    enrichment_status: str | None
+    quality_score: float | None
+    turn_count: int | None
+    created_at: datetime | None
+    enriched_at: datetime | None
+    eligible: bool = Field(description="May be put in a training file (lorafiles.domain.rules.is_eligible).")
+    ineligible_reason: str | None
+    training_file_ids: list[UUID] = Field(description="My training files that already contain it.")
+
+
+class TrainingFileOption(BaseModel):
+    id: UUID
+    name: str
+    status: Literal["creating", "ready", "stale"]
+    conversation_count: int
+
+
+class ConversationPage(BaseModel):
+    items: list[ConversationItem]
+    total: int = Field(description="Rows matching the filters (all pages).")
+    limit: int
+    offset: int | None = Field(description="Null when the page was addressed by cursor.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    training_files: list[TrainingFileOption] = Field(
+        description="My training files (for the 'add to existing file' dropdown), newest first.")
+
+
+# ------------------------------------------------------------------------------ presign-download function
+class PresignDownloadEvent(_Strict):
+    """Input of the presign-download function."""
+
+    owner_id: UUID
+    file_id: UUID
+    format: Literal["json", "jsonl"]
+    version: int | None = Field(default=None, ge=1)

@@ -1,0 +1,133 @@
+"""Business rules: eligibility, selection check, file names, quality tier."""
+from __future__ import annotations
+
+import pytest
+
+from lorafiles.domain.rules import (MAX_SELECTION, check_file_name, check_selection, is_eligible, name_key,
+                                    quality_tier)
+
+# every value the CHECK constraint allows (existing-schema.md), plus junk
+STATUSES = ["not_started", "validation_failed", "validated", "enrichment_in_progress", "enriched",
+            "normalization_failed", "completed", "failed", "", None, "COMPLETED", " completed"]
+PATH = "owner/conv/enriched.json"
+
+
+@pytest.mark.parametrize("status", STATUSES)
+def test_only_completed_with_a_path_is_eligible(status):
+    assert is_eligible(status, PATH) is (status == "completed")
+
+
+@pytest.mark.parametrize("path", [None, ""])
+def test_completed_without_a_path_is_not_eligible(path):
+    assert is_eligible("completed", path) is False
+
+
+def row(status="completed", path=PATH):
+    return {"enrichment_status": status, "enriched_file_path": path}
+
+
+def codes(problems):
+    return [(p.conversation_id, p.code) for p in problems]
+
+
+def test_clean_selection_has_no_problem():
+    assert check_selection(["a", "b"], {"a": row(), "b": row()}) == []
+
+
+def test_every_offending_id_is_named_in_request_order():
+    found = {"ok": row(), "enriched": row("enriched"), "nopath": row(path=None), "member": row()}
+    problems = check_selection(
+        ["ok", "ghost", "enriched", "nopath", "member", "ok", "ghost"], found, already_in_file={"member"})
+    assert codes(problems) == [
+        ("ghost", "not_found"),
+        ("enriched", "not_eligible"),
+        ("nopath", "not_eligible"),
+        ("member", "already_in_file"),
+        ("ok", "repeated_in_request"),
+        ("ghost", "repeated_in_request"),
+    ]
+    by = {(p.conversation_id, p.code): p.message for p in problems}
+    assert "'enriched'" in by[("enriched", "not_eligible")] and "completed" in by[("enriched", "not_eligible")]
+    assert "enriched_file_path" in by[("nopath", "not_eligible")]
+    for p in problems:
+        assert p.message and p.as_dict() == {"conversation_id": p.conversation_id, "code": p.code, "message": p.message}
+
+
+@pytest.mark.parametrize("status", [s for s in STATUSES if s != "completed"])
+def test_not_eligible_reason_names_the_status(status):
+    [p] = check_selection(["c"], {"c": row(status)})
+    assert p.code == "not_eligible"
+    assert repr(status) in p.message
+
+
+def test_another_owners_conversation_is_reported_as_not_found():
+    # the caller passes only the owner's rows: someone else's id is simply absent
+    [p] = check_selection(["theirs"], {})
+    assert (p.conversation_id, p.code) == ("theirs", "not_found")
+
+
+def test_ineligible_and_already_in_file_are_both_reported():
+    problems = check_selection(["x"], {"x": row("validated")}, already_in_file=["x"])
+    assert codes(problems) == [("x", "not_eligible"), ("x", "already_in_file")]
+
+
+def test_empty_selection_is_refused():
+    [p] = check_selection([], {})
+    assert p.code == "empty_selection"
+
+
+def test_max_selection_is_80():
+    assert MAX_SELECTION == 80
+    ids = [f"c{i}" for i in range(80)]
+    assert check_selection(ids, {c: row() for c in ids}) == []
+
+
+def test_81_is_too_many_and_other_problems_still_listed():
+    ids = [f"c{i}" for i in range(81)]
+    found = {c: row() for c in ids[1:]}
+    problems = check_selection(ids, found)
+    assert [p.code for p in problems] == ["too_many", "not_found"]
+    assert "81" in problems[0].message and "80" in problems[0].message
+    assert problems[1].conversation_id == "c0"
+
+
+def test_repeats_count_against_the_limit_too():
+    ids = ["a"] * 81
+    problems = check_selection(ids, {"a": row()})
+    assert [p.code for p in problems].count("too_many") == 1
+    assert [p.code for p in problems].count("repeated_in_request") == 80
+
+
+# ---------------------------------------------------------------------------- names
+
+@pytest.mark.parametrize("name", [None, "", " ", "\t\n"])
+def test_empty_name_is_refused(name):
+    [p] = check_file_name(name)
+    assert (p.code, p.field) == ("invalid_name", "name")
+
+
+@pytest.mark.parametrize("name", ["a", "x" * 255, " " + "x" * 255 + " ", "Été — 2026 ✓"])
+def test_names_up_to_255_characters_are_fine(name):
+    assert check_file_name(name) == []
+
+
+@pytest.mark.parametrize("name", ["x" * 256, "é" * 256, "x" * 1000])
+def test_name_of_256_characters_is_refused(name):
+    [p] = check_file_name(name)
+    assert p.code == "invalid_name" and "255" in p.message
+
+
+def test_names_compare_ignoring_case_and_surrounding_space():
+    assert name_key("  My File ") == name_key("my file") == "my file"
+
+
+# ---------------------------------------------------------------------------- quality tier
+
+@pytest.mark.parametrize("score,tier", [
+    (5.0, "seed_dataset"), (4.5, "seed_dataset"), (4.49, "production"), (4.4999999, "production"),
+    (3.5, "production"), (3.49, "experimental"),
+    (2.5, "experimental"), (2.49, "rejected"), (1.0, "rejected"), (0, "rejected"), (None, "rejected"),
+    (3, "experimental"), (4.5000001, "seed_dataset"),
+])
+def test_quality_tier_boundaries(score, tier):
+    assert quality_tier(score) == tier

@@ -1,0 +1,119 @@
+"""Supabase Database Webhook on public.conversations, through the real enrichment-webhook
+handler with API Gateway HTTP API (v2) events: shared-secret check (401), malformed payload
+(422), and the decision which row changes are completed enrichments."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from eventkit import OWNER, World, http_event, invoke
+
+SECRET = "s3cret-webhook-value"
+
+
+@pytest.fixture(autouse=True)
+def webhook_secret(monkeypatch):
+    monkeypatch.setenv("LORAFILES_WEBHOOK_SECRET", SECRET)
+
+
+def call(payload, secret: str | None = SECRET, raw: str | None = None) -> tuple[int, dict]:
+    headers = {"x-lorafiles-webhook-secret": secret} if secret is not None else {}
+    resp = invoke("enrichment-webhook", http_event(raw if raw is not None else json.dumps(payload), headers))
+    return resp["statusCode"], json.loads(resp["body"])
+
+
+def row(cid: str, **over) -> dict:
+    """A conversations row as Supabase sends it (many more columns than we read)."""
+    base = {"id": "5d0f3c1e-8a4b-4c61-9f0e-2b7d9a6c1e44", "conversation_id": cid, "created_by": OWNER,
+            "status": "pending_review", "processing_status": "completed", "enrichment_status": "completed",
+            "enriched_file_path": f"{OWNER}/{cid}/enriched.json", "enriched_file_size": 21873,
+            "enriched_at": "2026-01-01T10:00:00.123456+00:00", "enrichment_version": "v1.0",
+            "enrichment_error": None, "validation_report": {"blockers": [], "warnings": []},
+            "quality_score": 3.0, "turn_count": 3, "updated_at": "2026-01-01T10:00:00.2+00:00"}
+    return {**base, **over}
+
+
+def update(new: dict, old: dict) -> dict:
+    return {"type": "UPDATE", "table": "conversations", "schema": "public", "record": new, "old_record": old}
+
+
+def test_bad_or_missing_secret_is_401(world: World):
+    [c0] = world.conversations(1)
+    a = world.create("File A", [c0])
+    world.reenrich(c0, "CONTENT-1")
+    payload = update(row(c0), row(c0, enrichment_status="enriched"))
+    assert call(payload, secret="wrong")[0] == 401
+    assert call(payload, secret=None)[0] == 401
+    assert call(payload, secret=SECRET[:-1])[0] == 401
+    assert call({"garbage": True}, secret="wrong")[0] == 401  # the secret is checked before the body
+    assert world.file(a)["status"] == "ready"
+
+
+def test_malformed_payload_is_422(world: World):
+    for raw in ("{not json", "null", "[]", json.dumps({"type": "UPSERT", "table": "conversations", "schema": "public"}),
+                json.dumps({"type": "UPDATE", "table": "conversations", "schema": "public", "record": None}),
+                json.dumps({"type": "INSERT", "table": "conversations", "schema": "public",
+                            "record": {"enrichment_status": "completed"}, "old_record": None})):
+        status, body = call(None, raw=raw)
+        assert status == 422, raw
+        assert body["error"]["code"] == "malformed_payload" and body["error"]["details"]
+
+
+def test_completed_enrichment_marks_stale_and_other_changes_are_ignored(world: World):
+    c0, c1 = world.conversations(2)
+    a = world.create("File A", [c0])
+    b = world.create("File B", [c1])
+    world.reenrich(c0, "CONTENT-2")
+
+    # not an enrichment completion: 200, nothing done
+    cases = [
+        {"type": "DELETE", "table": "conversations", "schema": "public", "record": None, "old_record": row(c0)},
+        {"type": "INSERT", "table": "personas", "schema": "public", "record": {"id": 1}, "old_record": None},
+        update(row(c0, enrichment_status="enrichment_in_progress"), row(c0)),
+        update(row(c0, status="approved"), row(c0)),  # an unrelated column changed
+    ]
+    for payload in cases:
+        status, body = call(payload)
+        assert (status, body["action"]) == (200, "ignored"), payload
+    assert world.file(a)["status"] == "ready"
+
+    # status became completed: 202, exactly the file holding it is stale
+    status, body = call(update(row(c0), row(c0, enrichment_status="enriched")))
+    assert status == 202 and body["action"] == "marked_stale" and body["stale_files"] == [a]
+    assert world.file(a)["status"] == "stale" and world.file(b)["status"] == "ready"
+
+    # the same delivery again (webhooks can repeat): 200, nothing new
+    stale_since = world.file(a)["stale_since"]
+    status, body = call(update(row(c0), row(c0, enrichment_status="enriched")))
+    assert status == 200 and body["action"] == "already_stale" and body["stale_files"] == []
+    assert world.file(a)["stale_since"] == stale_since
+
+    # a completed conversation re-enriched again (new enriched_at) but the file content is the same
+    status, body = call(update(row(c1, enriched_at="2026-01-02T00:00:00+00:00"), row(c1)))
+    assert status == 200 and body["action"] == "unchanged" and body["up_to_date"] == [b]
+
+    # an INSERT of a completed conversation that is in no file
+    status, body = call({"type": "INSERT", "table": "conversations", "schema": "public",
+                         "record": row("00000000-0000-4000-8000-00000000beef"), "old_record": None})
+    assert status == 200 and body["reason"] == "unknown_conversation"
+
+
+def test_unconfigured_secret_refuses(world: World, monkeypatch):
+    monkeypatch.delenv("LORAFILES_WEBHOOK_SECRET")
+    monkeypatch.delenv("LORAFILES_WEBHOOK_SECRET_SSM", raising=False)
+    status, body = call(update(row("x"), row("x")))
+    assert status == 503 and body["error"]["code"] == "not_configured"
+
+
+def test_secret_from_ssm(world: World, monkeypatch, machine):
+    """In AWS the secret is an SSM SecureString named by LORAFILES_WEBHOOK_SECRET_SSM (moto here)."""
+    import boto3
+
+    monkeypatch.delenv("LORAFILES_WEBHOOK_SECRET")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    name = "/lorafiles/test/webhook-secret"
+    boto3.client("ssm", region_name="us-east-1").put_parameter(Name=name, Value="from-ssm", Type="SecureString")
+    monkeypatch.setenv("LORAFILES_WEBHOOK_SECRET_SSM", name)
+    payload = update(row("x"), row("x", enrichment_status="enriched"))
+    assert call(payload, secret="from-ssm")[0] == 200
+    assert call(payload, secret=SECRET)[0] == 401
