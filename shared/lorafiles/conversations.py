@@ -7,6 +7,7 @@ text come from the `SORTABLE` whitelist, through `psycopg.sql.Identifier`.
 from __future__ import annotations
 
 import base64
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -159,13 +160,11 @@ def _decode_cursor(cursor: str, sort: Sort) -> dict[str, Any]:
         value = data.get("v")
         if value is not None and not isinstance(value, str):
             raise ValueError
-        import uuid as _uuid
-
-        _uuid.UUID(data["id"])
+        uuid.UUID(data["id"])
         if value is not None and SORTABLE[sort.key] == "timestamptz":
             datetime.fromisoformat(value)
         elif value is not None and SORTABLE[sort.key] == "uuid":
-            _uuid.UUID(value)
+            uuid.UUID(value)
         elif value is not None and "\x00" in value:
             raise ValueError
     except (ValueError, TypeError, orjson.JSONDecodeError, KeyError):

@@ -51,28 +51,33 @@ app.enable_swagger(path="/docs", title=TITLE, version=API_VERSION, persist_autho
 
 # ---------------------------------------------------------------------------- authentication
 class _AuthenticateFirst(BaseMiddlewareHandler):
-    """Authenticates before Powertools validates the request, so that a caller without a valid
-    token gets 401 and learns nothing about the request shape; bodies must be JSON (else 415). It wraps the resolver's request
-    validation middleware, which Powertools always runs first (tests/api/test_auth.py checks it)."""
+    """Runs before Powertools validates the request (it wraps the resolver's request validation
+    middleware, which Powertools always runs first; tests/api/test_auth.py checks the order):
+
+    1. authentication (api/auth.py), so that a caller without a valid token gets 401 and learns
+       nothing about the request shape; the owner goes into the resolver's context;
+    2. the body must be JSON: another content type is 415, undecodable bytes 422 (not a 500).
+    """
 
     def __init__(self, validate: BaseMiddlewareHandler) -> None:
         self.validate = validate
 
     def handler(self, app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
+        event = app.current_event
         if app.context["_route"].path not in PUBLIC_PATHS:
-            principal = get_verifier().authenticate(app.current_event.headers.get("authorization"))
+            principal = get_verifier().authenticate(event.headers.get("authorization"))
             app.append_context(owner_id=principal.owner_id)
             logger.append_keys(owner_id=principal.owner_id)
-        event = app.current_event
-        content_type = (event.headers.get("content-type") or "").strip().lower()
-        if event.body and content_type and not content_type.startswith("application/json"):
-            raise api_errors.UnsupportedMediaType("send the body as application/json")
-        if event.body and event.http_method in ("POST", "PUT", "PATCH"):
-            try:
-                event.json_body  # noqa: B018 - parsed once here (cached), so bad bytes are a 422, not a 500
-            except (ValueError, RecursionError):  # not UTF-8, not base64, not JSON, nested too deep
-                raise api_errors.invalid_request(
-                    [{"loc": ("body",), "type": "json_invalid", "msg": "the body is not valid UTF-8 JSON"}]) from None
+        if event.body:
+            content_type = (event.headers.get("content-type") or "").strip().lower()
+            if content_type and not content_type.startswith("application/json"):
+                raise api_errors.UnsupportedMediaType("send the body as application/json")
+            if event.http_method in ("POST", "PUT", "PATCH"):
+                try:
+                    event.json_body  # noqa: B018 - parsed (and cached) here: bad bytes are a 422
+                except (ValueError, RecursionError):  # not UTF-8 / base64 / JSON, or nested too deep
+                    raise api_errors.invalid_request([{"loc": ("body",), "type": "json_invalid",
+                                                       "msg": "the body is not valid UTF-8 JSON"}]) from None
         return self.validate.handler(app, next_middleware)
 
 

@@ -66,11 +66,24 @@ class AuthConfig:
             jwks_url = issuer.rstrip("/") + "/.well-known/jwks.json"
         secret = env.get("LORAFILES_SUPABASE_JWT_SECRET") or None
         if secret is None and env.get("LORAFILES_SUPABASE_JWT_SECRET_NAME"):
-            from aws_lambda_powertools.utilities import parameters
-
-            secret = parameters.get_secret(env["LORAFILES_SUPABASE_JWT_SECRET_NAME"], max_age=900)
+            secret = _secret_from_secrets_manager(env["LORAFILES_SUPABASE_JWT_SECRET_NAME"])
         return cls(issuer=issuer, audience=env.get("LORAFILES_JWT_AUDIENCE") or DEFAULT_AUDIENCE, jwks=jwks,
                    jwks_url=jwks_url, hs256_secret=secret)
+
+
+def _secret_from_secrets_manager(name: str) -> str | None:
+    """The legacy secret; when it cannot be read, HS256 tokens are refused (logged) while
+    asymmetric tokens keep working: a project without a legacy secret must not lose all auth."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from ..observability import logger
+
+    try:
+        return str(parameters.get_secret(name, max_age=900))
+    except Exception as exc:  # noqa: BLE001 - missing secret, no permission, network
+        logger.error("legacy JWT secret unreadable; HS256 tokens will be refused",
+                     extra={"secret_name": name, "error": str(exc)})
+        return None
 
 
 def _fetch_json(url: str) -> dict[str, Any]:
@@ -139,10 +152,13 @@ class TokenVerifier:
             raise _fail("bad_signature", f"key {kid} cannot verify {alg} signatures")
         try:
             result = self._gotrue.get_claims(jwt=token, jwks={"keys": [jwk]})
-        except AuthError as exc:
-            if "expir" in str(exc):
+        except AuthError as exc:  # AuthInvalidJwtError: "JWT has expired", "Invalid JWT signature", structure
+            text = str(exc).lower()
+            if "expir" in text:
                 raise _fail("expired", "the token has expired") from None
-            raise _fail("bad_signature", "the token's signature does not verify") from None
+            if "signature" in text:
+                raise _fail("bad_signature", "the token's signature does not verify") from None
+            raise _fail("malformed", "the bearer token is not a well-formed Supabase JWT") from None
         except (jwt.PyJWTError, ValueError, TypeError, KeyError):
             raise _fail("bad_signature", "the token's signature does not verify") from None
         if not result:

@@ -1,8 +1,9 @@
 """`lorafiles serve`: the Lambda HTTP API on localhost, for the frontend team and the tests.
 
-Each HTTP request becomes an API Gateway HTTP API (payload v2) event and goes through the same
-resolver as in AWS (lorafiles.api.app), so the local server exposes exactly the Lambda routes,
-auth and errors. On top, like the AWS pieces around the function, it:
+Each HTTP request becomes an API Gateway HTTP API (payload v2) event and is handed to the Lambda
+function itself (functions/api/handler.py, i.e. the resolver of lorafiles.api.app with the
+Powertools logger/tracer/metrics around it), so the local server exposes exactly the Lambda
+routes, auth and errors. On top, like the AWS pieces around the function, it:
 
 * answers CORS preflights (API Gateway's `httpApi.cors` in serverless.yml does it in AWS);
 * serves the signed download URLs it hands out, `GET /downloads/<token>` (S3/Supabase Storage
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import sys
 import threading
 import time
@@ -41,6 +43,7 @@ CORS = {  # mirrors provider.httpApi.cors in serverless.yml
     "max_age": "3600",
 }
 CHUNK = 1 << 20
+MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
 
 
 def to_event(method: str, target: str, headers: list[tuple[str, str]], body: bytes, source_ip: str,
@@ -85,13 +88,17 @@ def to_event(method: str, target: str, headers: list[tuple[str, str]], body: byt
 
 
 class LocalApiServer:
-    """The API on a ThreadingHTTPServer. `port=0` picks a free port (tests); see `base_url`."""
+    """The API on a ThreadingHTTPServer. `port=0` picks a free port (tests); see `base_url`.
+
+    It makes the process's handlers use `service` and `verifier` (runtime.use_service,
+    auth.use_verifier), and gives a local store a `url_signer` pointing at this server."""
 
     def __init__(self, service: Any, *, verifier: TokenVerifier, signing_key: bytes, host: str = "127.0.0.1",
                  port: int = 8787, quiet: bool = False, cors_origin: str | None = "*") -> None:
-        from .app import app
+        from ..pipeline.local import load_handler
 
-        self.app, self.service, self.verifier, self.quiet, self.cors_origin = app, service, verifier, quiet, cors_origin
+        self.handler = load_handler("api")  # functions/api/handler.py, as deployed
+        self.service, self.verifier, self.quiet, self.cors_origin = service, verifier, quiet, cors_origin
         self.httpd = ThreadingHTTPServer((host, port), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.api = self  # type: ignore[attr-defined]
@@ -100,7 +107,8 @@ class LocalApiServer:
         self.signer = UrlSigner(signing_key, self.base_url)
         if isinstance(service.store, LocalObjectStore):  # signed URLs that point at this server
             service.store = LocalObjectStore(service.store.root, url_signer=self.signer)
-        self._resolve_lock = threading.Lock()  # one resolver instance: it keeps per-request state
+        self._resolve_lock = threading.Lock()  # one resolver instance: it keeps per-request state (like a
+        # Lambda container, which serves one request at a time)
         self._thread: threading.Thread | None = None
         use_service(service)
         use_verifier(verifier)
@@ -132,7 +140,7 @@ class LocalApiServer:
         from ..pipeline.local import LambdaContext
 
         with self._resolve_lock:
-            return self.app.resolve(event, LambdaContext(function_name="api"))
+            return self.handler(event, LambdaContext(function_name="api"))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -183,6 +191,10 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _api(self) -> None:
+        if int(self.headers.get("Content-Length") or 0) > MAX_BODY:
+            self.close_connection = True
+            self._json(413, error_body("payload_too_large", f"request bodies are limited to {MAX_BODY} bytes"))
+            return
         try:
             body = self._body()
         except ValueError:
@@ -278,6 +290,8 @@ def serve(ctx: Any, *, host: str, port: int, jwt_secret: str | None, sample_conv
           f"  export LORAFILES_TOKEN={token}\n"
           f"  curl -H \"Authorization: Bearer $LORAFILES_TOKEN\" {server.base_url}/conversations\n"
           f"Ctrl-C stops.", flush=True)
+    if threading.current_thread() is threading.main_thread():  # SIGTERM stops cleanly, like Ctrl-C
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -286,6 +300,10 @@ def serve(ctx: Any, *, host: str, port: int, jwt_secret: str | None, sample_conv
         server.httpd.server_close()
         use_verifier(None)
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _import_samples(ctx: Any, count: int) -> None:
