@@ -27,7 +27,7 @@ from .domain.summary import ConversationStats, SummaryAccumulator, conversation_
 from .errors import (ConversationsInvalid, FileBusy, InvalidRequest, JobStateError, LorafilesError, NameTaken,
                      NotFound, SelectionBlocked, TransientError)
 from .ports import ObjectNotFound, ObjectStore
-from .storage import get_many
+from .storage import get_many, put_many
 
 INPUT_BUCKET = "conversation-files"
 OUTPUT_BUCKET = "training-files"
@@ -234,7 +234,7 @@ class TrainingFileService:
                          max_workers=self.settings.read_concurrency)
         reports: list[ConversationReport] = []
         items: list[dict[str, Any]] = []
-        for cid in batch:
+        for offset, cid in enumerate(batch):
             row = rows[cid]
             path = row["enriched_file_path"]
             blob = blobs[path]
@@ -249,14 +249,16 @@ class TrainingFileService:
             if not parsed.ok:
                 reports.append(parsed.report)
                 continue
-            items.append(self._stage_item(job, file_id, ids.index(cid), row, blob, parsed))
+            items.append(self._stage_item(job, file_id, batch_index * size + offset, row, blob, parsed))
         if reports:
             bad = ", ".join(f"{r.conversation_id} ({'; '.join(e.message for e in r.errors)})" for r in reports)
             raise ConversationsInvalid(f"{len(reports)} conversation(s) cannot be used: {bad}",
                                        details=[r.model_dump() for r in reports])
-        for item in items:  # fragments first: the database never points at an object that is not there
-            self.store.put(OUTPUT_BUCKET, item["json_fragment_key"], item.pop("_json"))
-            self.store.put(OUTPUT_BUCKET, item["jsonl_fragment_key"], item.pop("_jsonl"))
+        # fragments first: the database never points at an object that is not there
+        put_many(self.store, OUTPUT_BUCKET, {k: v for i in items for k, v in
+                                             ((i["json_fragment_key"], i.pop("_json")),
+                                              (i["jsonl_fragment_key"], i.pop("_jsonl")))},
+                 max_workers=self.settings.read_concurrency)
         with self.db.connection() as conn:
             repo = Repository(conn)
             job = repo.job(job_id, lock=True)
@@ -267,8 +269,7 @@ class TrainingFileService:
                 orphans = [k for i in items for k in (i["json_fragment_key"], i["jsonl_fragment_key"]) if k not in keep]
             else:
                 orphans = []
-                for item in items:
-                    repo.upsert_item(item)
+                repo.upsert_items(items)
                 repo.mark_batch_done(job_id, batch_index)
         for key in orphans:
             self.store.delete(OUTPUT_BUCKET, key)

@@ -52,6 +52,7 @@ class FlakyStore:
 
     def __init__(self, inner) -> None:
         self.inner, self.writes, self.fail_at = inner, 0, None
+        self._lock = threading.Lock()
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -59,8 +60,10 @@ class FlakyStore:
     def _wrote(self) -> None:
         if not _in_pipeline():
             return
-        self.writes += 1
-        if self.writes == self.fail_at:
+        with self._lock:
+            self.writes += 1
+            crash = self.writes == self.fail_at
+        if crash:
             raise TransientError(f"injected crash after storage write {self.writes}")
 
     def put(self, *a, **kw):

@@ -202,16 +202,20 @@ class Repository:
         )
 
     # --- staged items --------------------------------------------------------------------
-    def upsert_item(self, item: dict[str, Any]) -> None:
+    def upsert_items(self, items: list[dict[str, Any]]) -> None:
+        """Stage a batch's items in one pipelined statement; re-staging the same item is a no-op."""
+        if not items:
+            return
         cols = ("job_id", "conversation_id", "owner_id", "position", *_ITEM_COLS, "vertical", "consultant_profile")
-        values = {k: Jsonb(item[k]) if k in ("warnings", "consultant_profile") else item[k] for k in cols}
         updates = ", ".join(f"{c} = excluded.{c}" for c in cols[2:])
-        self.conn.execute(
-            f"""insert into lora_training_job_items ({", ".join(cols)})
-                values ({", ".join(f"%({c})s" for c in cols)})
-                on conflict (job_id, conversation_id) do update set {updates}""",
-            values,
-        )
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                f"""insert into lora_training_job_items ({", ".join(cols)})
+                    values ({", ".join(f"%({c})s" for c in cols)})
+                    on conflict (job_id, conversation_id) do update set {updates}""",
+                [{k: Jsonb(item[k]) if k in ("warnings", "consultant_profile") else item[k] for k in cols}
+                 for item in items],
+            )
 
     def delete_items(self, job_id: str) -> None:
         self.conn.execute("delete from lora_training_job_items where job_id = %s", (job_id,))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Mapping
 
 from lorafiles.ports import ObjectStore
 from lorafiles.storage.local import LocalObjectStore
@@ -63,3 +63,13 @@ def get_many(
 
     with ThreadPoolExecutor(max_workers=min(max_workers, len(unique))) as pool:
         return dict(zip(unique, pool.map(read, unique)))
+
+
+def put_many(store: ObjectStore, bucket: str, objects: Mapping[str, bytes], max_workers: int = 8) -> None:
+    """Write ``objects`` ({key: bytes}) with at most ``max_workers`` concurrent ``put`` calls;
+    the first failure is raised once every write has finished."""
+    if not objects:
+        return
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(objects))) as pool:
+        for future in [pool.submit(store.put, bucket, key, data) for key, data in objects.items()]:
+            future.result()
