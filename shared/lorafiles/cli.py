@@ -101,7 +101,16 @@ def _run_job(ctx: Context, job: dict[str, Any]) -> int:
     job_id = str(job["id"])
     ctx.progress(f"job {job_id} ({job['kind']}) started, {len(job['requested_ids'])} conversation(s) "
                  f"in {job['total_batches']} batch(es)")
-    desc = ctx.machine.wait(job["execution_arn"], timeout=3600)
+    shown: list[str] = []
+
+    def report_progress() -> None:
+        now = ctx.service.get_job(ctx.owner, job_id)
+        line = f"  {now['step'] or now['status']}: {len(now['completed_batches'])}/{now['total_batches']} batches"
+        if not shown or shown[-1] != line:
+            shown.append(line)
+            ctx.progress(line)
+
+    desc = ctx.machine.wait(job["execution_arn"], timeout=3600, poll=0.2, on_poll=report_progress)
     job = ctx.service.get_job(ctx.owner, job_id)
     if job["status"] != "succeeded":
         err = job["error"] or {}

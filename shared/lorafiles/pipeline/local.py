@@ -170,9 +170,12 @@ class LocalStateMachine:
         except self.client.exceptions.ExecutionAlreadyExists:
             return self.arn.replace(":stateMachine:", ":execution:") + ":" + execution_name
 
-    def wait(self, execution_arn: str, timeout: float = 600.0, poll: float = 0.05) -> dict[str, Any]:
+    def wait(self, execution_arn: str, timeout: float = 600.0, poll: float = 0.05,
+             on_poll: Callable[[], None] | None = None) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
+            if on_poll is not None:
+                on_poll()
             desc = self.client.describe_execution(executionArn=execution_arn)
             if desc["status"] != "RUNNING":
                 # Like Lambda, an invocation whose Map already failed runs to its end: let it finish.
