@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -18,10 +17,8 @@ from lorafiles.errors import TransientError
 from lorafiles.pipeline.local import LocalStateMachine
 from lorafiles.runtime import use_service
 from lorafiles.service import TrainingFileService
+from pipekit import FROZEN, OWNER
 
-OWNER = "11111111-1111-4111-8111-111111111111"
-OTHER = "22222222-2222-4222-8222-222222222222"
-FROZEN = datetime(2026, 11, 1, 9, 30, tzinfo=timezone.utc)
 
 
 def _in_pipeline() -> bool:
@@ -111,10 +108,3 @@ def make_conversations(service: TrainingFileService, tmp_path: Path) -> Callable
         return [r["conversation_id"] for r in result["imported"]]
 
     return make
-
-
-def run(service: TrainingFileService, machine: LocalStateMachine, **kw) -> dict:
-    """Start a job and wait for its execution; returns the job row."""
-    job = service.start_job(OWNER, **kw)
-    machine.wait(job["execution_arn"], timeout=300)
-    return service.get_job(OWNER, str(job["id"]))

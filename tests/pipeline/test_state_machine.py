@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import OWNER, run
+from pipekit import OWNER, run
 from lorafiles.errors import FileBusy, SelectionBlocked
 from lorafiles.pipeline.local import load_definition
 

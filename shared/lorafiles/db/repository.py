@@ -89,15 +89,16 @@ class Repository:
         )
 
     # --- files ---------------------------------------------------------------------------
-    def file(self, file_id: str, owner_id: str | None = None, *, lock: bool = False) -> dict[str, Any] | None:
-        if not is_uuid(file_id):
+    def _owned_row(self, table: str, row_id: str, owner_id: str | None, lock: bool) -> dict[str, Any] | None:
+        """One row by id (optionally only the owner's, optionally locked); non-UUID ids are not found."""
+        if not is_uuid(row_id):
             return None
-        sql = "select * from lora_training_files where id = %s"
-        params: list[Any] = [file_id]
-        if owner_id is not None:
-            sql += " and owner_id = %s"
-            params.append(owner_id)
+        sql = f"select * from {table} where id = %s" + (" and owner_id = %s" if owner_id is not None else "")
+        params = [row_id] + ([owner_id] if owner_id is not None else [])
         return self._one(sql + (" for update" if lock else ""), params)
+
+    def file(self, file_id: str, owner_id: str | None = None, *, lock: bool = False) -> dict[str, Any] | None:
+        return self._owned_row("lora_training_files", file_id, owner_id, lock)
 
     def file_by_name(self, owner_id: str, name: str) -> dict[str, Any] | None:
         return self._one("select * from lora_training_files where owner_id = %s and lower(name) = lower(%s)",
@@ -158,14 +159,7 @@ class Repository:
                          (owner_id, idempotency_key))
 
     def job(self, job_id: str, owner_id: str | None = None, *, lock: bool = False) -> dict[str, Any] | None:
-        if not is_uuid(job_id):
-            return None
-        sql = "select * from lora_training_jobs where id = %s"
-        params: list[Any] = [job_id]
-        if owner_id is not None:
-            sql += " and owner_id = %s"
-            params.append(owner_id)
-        return self._one(sql + (" for update" if lock else ""), params)
+        return self._owned_row("lora_training_jobs", job_id, owner_id, lock)
 
     def active_job_for_file(self, file_id: str) -> dict[str, Any] | None:
         return self._one(
