@@ -229,7 +229,7 @@ class TrainingFileService:
             raise ConversationsInvalid(f"conversations no longer available: {', '.join(missing)}",
                                        details=[{"conversation_id": c, "code": "not_found",
                                                  "message": "no such conversation"} for c in missing])
-        owner, file_id = str(job["owner_id"]), str(job["file_id"])
+        file_id = str(job["file_id"])
         blobs = get_many(self.store, INPUT_BUCKET, [rows[c]["enriched_file_path"] for c in batch],
                          max_workers=self.settings.read_concurrency)
         reports: list[ConversationReport] = []

@@ -86,7 +86,6 @@ def test_import_of_legacy_files_refuses_each_with_a_clear_line(env: Env, shared_
     r = env.run("import", str(shared_fixtures / "legacy"))
     r.no_traceback()
     assert r.code != 0
-    text = r.out + r.err
     refused = [line for line in r.err.splitlines() if line.startswith("error: ") and ": refused: " in line]
     for path in legacy:
         mine = [line for line in refused if line.startswith(f"error: {path}: refused: ")]
@@ -251,7 +250,7 @@ def test_download_versions(env: Env, tmp_path: Path, fmt: str):
     assert r.json["version"] == 1 and r.json["sha256"] == hashlib.sha256(env.v1[fmt]).hexdigest()
     r = env.run("download", env.file_id, "--format", fmt, "--out", str(out2))
     assert r.code == 0, r.err
-    assert f"(v2," in r.out
+    assert "(v2," in r.out
     v2 = out2.read_bytes()
     if fmt == "json":
         doc = json.loads(v2)

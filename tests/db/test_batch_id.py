@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 import psycopg
-import pytest
 
 from lorafiles.db.connect import Database, connect
 from lorafiles.db.migrate import apply_migrations

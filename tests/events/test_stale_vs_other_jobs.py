@@ -1,7 +1,6 @@
 """Staleness must survive jobs that do not rebuild the changed member."""
 from __future__ import annotations
 
-import pytest
 from eventkit import OWNER, World
 
 from lorafiles.maintenance import Maintenance
