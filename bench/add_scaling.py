@@ -376,7 +376,7 @@ def main() -> int:
               f"that depends on the file's size (generate) costs "
               + ", ".join(f"x{ratio:.2f} per MB at {n:,}" for n, ratio in rising)
               + " vs the next smaller size (criterion: no rise above x1.33; the rest of the add, validate/create/"
-              f"append of 80, is the same work at every size)")
+              "append of 80, is the same work at every size)")
     return 0
 
 
