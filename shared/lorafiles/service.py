@@ -75,20 +75,9 @@ class TrainingFileService:
                            name: str | None = None) -> dict[str, Any]:
         """Every problem of a selection against a target (an existing file, or a new name)."""
         with self.db.connection() as conn:
-            repo = Repository(conn)
-            problems: list[dict[str, Any]] = []
-            in_file: set[str] = set()
-            if file_id is not None:
-                if repo.file(file_id, owner_id) is None:
-                    raise NotFound(f"training file {file_id} not found")
-                in_file = repo.member_ids(file_id, conversation_ids)
-            else:
-                problems += [p.model_dump(include={"code", "message", "field"}) for p in check_file_name(name)]
-                if not problems and repo.file_by_name(owner_id, normalize_name(name)) is not None:
-                    problems.append({"code": "name_taken", "field": "name",
-                                     "message": f"you already have a training file named {normalize_name(name)!r}"})
-            found = repo.conversations_for_owner(owner_id, conversation_ids)
-        problems += [p.as_dict() for p in check_selection(conversation_ids, found, in_file)]
+            problems = _selection_problems(Repository(conn), owner_id, list(conversation_ids),
+                                           kind="add" if file_id is not None else "create",
+                                           file_id=file_id, name=name)
         return {"ok": not problems, "conversations": len(conversation_ids), "problems": problems}
 
     # ------------------------------------------------------------------ starting jobs
@@ -169,27 +158,10 @@ class TrainingFileService:
         with self.db.connection() as conn:
             repo = Repository(conn)
             job = self._open_job(repo, job_id, step="validate")
-            ids, owner = list(job["requested_ids"]), str(job["owner_id"])
-            problems: list[dict[str, Any]] = []
-            in_file: set[str] = set()
-            if job["kind"] == "create":
-                problems += [p.model_dump(include={"code", "message", "field"}) for p in check_file_name(job["file_name"])]
-                other = repo.file_by_name(owner, job["file_name"] or "")
-                if other is not None and other["id"] != job["file_id"]:
-                    problems.append({"code": "name_taken", "field": "name",
-                                     "message": f"you already have a training file named {job['file_name']!r}"})
-            else:
-                if job["file_id"] is None or repo.file(str(job["file_id"]), owner) is None:
-                    raise NotFound(f"training file {job['file_id']} not found")
-                members = repo.member_ids(str(job["file_id"]), ids)
-                if job["kind"] == "add":
-                    in_file = members
-                else:
-                    problems += [{"conversation_id": c, "code": "not_in_file", "message": "not a member of this file"}
-                                 for c in ids if c not in members]
-            found = repo.conversations_for_owner(owner, ids)
-            problems += [p.as_dict() for p in check_selection(ids, found, in_file)
-                         if not (job["kind"] == "regenerate" and p.code == "too_many")]
+            ids = list(job["requested_ids"])
+            problems = _selection_problems(repo, str(job["owner_id"]), ids, kind=job["kind"],
+                                           file_id=str(job["file_id"]) if job["file_id"] else None,
+                                           name=job["file_name"])
         if problems:
             raise SelectionBlocked(_blocked_message(problems), details=problems)
         return {"job_id": job_id, "conversations": len(ids)}
@@ -533,6 +505,34 @@ class TrainingFileService:
             rows = conn.execute("select conversation_id from conversations where created_by = %s "
                                 "order by created_at, conversation_id", (owner_id,)).fetchall()
         return [r["conversation_id"] for r in rows]
+
+
+def _selection_problems(repo: Repository, owner_id: str, ids: list[str], *, kind: str, file_id: str | None,
+                        name: str | None) -> list[dict[str, Any]]:
+    """The one selection check, before a job starts and again inside it. `create` checks the name
+    (a file of that name that this job created itself is not a clash); `add` blocks members;
+    `regenerate` takes members only and may exceed the per-request limit."""
+    problems: list[dict[str, Any]] = []
+    in_file: set[str] = set()
+    if kind == "create":
+        problems += [p.model_dump(include={"code", "message", "field"}) for p in check_file_name(name)]
+        other = repo.file_by_name(owner_id, normalize_name(name)) if not problems else None
+        if other is not None and str(other["id"]) != file_id:
+            problems.append({"code": "name_taken", "field": "name",
+                             "message": f"you already have a training file named {normalize_name(name)!r}"})
+    else:
+        if file_id is None or repo.file(file_id, owner_id) is None:
+            raise NotFound(f"training file {file_id} not found")
+        members = repo.member_ids(file_id, ids)
+        if kind == "add":
+            in_file = members
+        else:
+            problems += [{"conversation_id": c, "code": "not_in_file", "message": "not a member of this file"}
+                         for c in ids if c not in members]
+    found = repo.conversations_for_owner(owner_id, ids)
+    problems += [p.as_dict() for p in check_selection(ids, found, in_file)
+                 if not (kind == "regenerate" and p.code == "too_many")]
+    return problems
 
 
 def _path_of(source_file: str) -> str:
