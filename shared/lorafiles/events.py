@@ -17,9 +17,21 @@ import os
 from typing import Any, Literal, Mapping
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsRecordModel
-from pydantic import BaseModel, ConfigDict, Field, Json, PrivateAttr, ValidationError, model_validator
+from aws_lambda_powertools.utilities.parser.models import (
+    EventBridgeModel,
+    SqsRecordModel,
+)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Json,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
+from .domain.rules import ELIGIBLE_STATUS
 from .maintenance import Maintenance
 from .observability import logger, metrics
 
@@ -130,9 +142,9 @@ def webhook_ignore_reason(payload: SupabaseWebhookPayload) -> str | None:
         return "delete"
     rec, old = payload.conversation, payload.previous
     assert rec is not None  # guaranteed by the model for INSERT/UPDATE of conversations
-    if rec.enrichment_status != "completed":
+    if rec.enrichment_status != ELIGIBLE_STATUS:
         return "not_completed"
-    if payload.type == "UPDATE" and old is not None and old.enrichment_status == "completed" and all(
+    if payload.type == "UPDATE" and old is not None and old.enrichment_status == ELIGIBLE_STATUS and all(
             getattr(rec, c) == getattr(old, c) for c in RELEVANT_COLUMNS):
         return "no_relevant_change"
     return None

@@ -18,15 +18,15 @@ functions/scheduled-maintenance (via lorafiles.events) and the CLI (`regenerate`
 """
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any
 
 from .db.repository import ACTIVE_JOB, Repository
+from .domain.rules import ELIGIBLE_STATUS
 from .errors import FileBusy, LorafilesError, NotFound
 from .observability import logger
 from .ports import ObjectNotFound
-from .service import INPUT_BUCKET, TrainingFileService
+from .service import TrainingFileService, source_file_of
 
 MAX_REGENERATE_ATTEMPTS = 3
 STALE_KEY_PREFIX = "regenerate-stale"
@@ -65,7 +65,7 @@ class Maintenance:
             memberships = repo.memberships(conversation_id) if conv is not None else []
         if conv is None:
             return self._ignored(info, "unknown_conversation", "no such conversation")
-        if conv["enrichment_status"] != "completed":
+        if conv["enrichment_status"] != ELIGIBLE_STATUS:
             return self._ignored(info, "not_completed",
                                  f"enrichment_status is {conv['enrichment_status']!r}, not 'completed'")
         if not memberships:
@@ -76,14 +76,15 @@ class Maintenance:
         if enriched_file_path and enriched_file_path != path:
             logger.info("event names another enriched file than the conversation row; using the row's",
                         extra={**info, "event_path": enriched_file_path, "current_path": path})
-        try:
-            current = self._sha256_of(path)
-        except ObjectNotFound:
-            return self._ignored(info, "enriched_file_missing", f"{INPUT_BUCKET}/{path} is not in storage")
+        current = self.service.source_checksums([path])[path]
+        if isinstance(current, ObjectNotFound):
+            return self._ignored(info, "enriched_file_missing", f"{source_file_of(path)} is not in storage")
+        if isinstance(current, Exception):
+            raise current
         if sha256 and sha256.lower() != current:
             logger.info("event checksum differs from the stored enriched file (superseded or out-of-order event)",
                         extra={**info, "event_sha256": sha256, "current_sha256": current})
-        source_file = f"{INPUT_BUCKET}/{path}"
+        source_file = source_file_of(path)
         changed = [m for m in memberships if m["source_sha256"] != current or m["source_file"] != source_file]
         up_to_date = [str(m["file_id"]) for m in memberships if m not in changed]
         result = {**info, "sha256": current, "stale_files": [], "already_stale": [], "up_to_date": up_to_date}
@@ -102,13 +103,6 @@ class Maintenance:
         logger.info(f"enrichment event ignored: {message}", extra={**info, "reason": reason})
         return {**info, "action": "ignored", "reason": reason, "message": message,
                 "stale_files": [], "already_stale": [], "up_to_date": []}
-
-    def _sha256_of(self, path: str) -> str:
-        sha = hashlib.sha256()
-        with self.store.open_stream(INPUT_BUCKET, path) as stream:
-            while chunk := stream.read(1 << 20):
-                sha.update(chunk)
-        return sha.hexdigest()
 
     # ------------------------------------------------------------------ scheduled regeneration
     def regenerate_stale(self, limit: int | None = None) -> list[dict[str, Any]]:

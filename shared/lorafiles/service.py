@@ -118,13 +118,16 @@ class TrainingFileService:
     def _changed_members(self, owner_id: str, members: list[dict[str, Any]]) -> list[str]:
         """Members whose enriched file no longer matches the checksum recorded at inclusion."""
         paths = {m["conversation_id"]: _path_of(m["source_file"]) for m in members}
-        blobs = get_many(self.store, INPUT_BUCKET, list(paths.values()), max_workers=self.settings.read_concurrency)
-        changed = []
-        for m in members:
-            blob = blobs.get(paths[m["conversation_id"]])
-            if isinstance(blob, bytes) and hashlib.sha256(blob).hexdigest() != m["source_sha256"]:
-                changed.append(m["conversation_id"])
-        return changed
+        current = self.source_checksums(paths.values())
+        return [m["conversation_id"] for m in members
+                if isinstance(current[paths[m["conversation_id"]]], str)
+                and current[paths[m["conversation_id"]]] != m["source_sha256"]]
+
+    def source_checksums(self, paths: Iterable[str]) -> dict[str, str | Exception]:
+        """sha256 of enriched files as stored now (the value recorded as a member's source_sha256);
+        a failed read maps to its exception (ObjectNotFound for a missing file)."""
+        blobs = get_many(self.store, INPUT_BUCKET, paths, max_workers=self.settings.read_concurrency)
+        return {p: hashlib.sha256(b).hexdigest() if isinstance(b, bytes) else b for p, b in blobs.items()}
 
     def _insert_job(self, owner_id: str, *, kind: str, ids: list[str], file_id: str | None, name: str | None,
                     description: str | None, key: str) -> dict[str, Any]:
@@ -256,7 +259,7 @@ class TrainingFileService:
         stats = conversation_stats(parsed, scaffolding)
         created = parsed.dataset_metadata.get("created_date") or (row["created_at"].date().isoformat()
                                                                   if row.get("created_at") else None)
-        source = f"{INPUT_BUCKET}/{row['enriched_file_path']}"
+        source = source_file_of(row["enriched_file_path"])
         meta = MemberMeta(conversation_id=cid, source_file=source, created_date=created,
                           batch_id=str(row["batch_id"]) if row.get("batch_id") else None,
                           total_turns=stats.pairs, quality_tier=stats.quality_tier, scaffolding=scaffolding)
@@ -533,6 +536,11 @@ def _selection_problems(repo: Repository, owner_id: str, ids: list[str], *, kind
     problems += [p.as_dict() for p in check_selection(ids, found, in_file)
                  if not (kind == "regenerate" and p.code == "too_many")]
     return problems
+
+
+def source_file_of(enriched_file_path: str) -> str:
+    """The storage path a member was read from, as recorded in the Full JSON's `source_file`."""
+    return f"{INPUT_BUCKET}/{enriched_file_path}"
 
 
 def _path_of(source_file: str) -> str:
