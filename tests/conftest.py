@@ -97,6 +97,15 @@ def db_url(make_database: Callable[..., str], pg_template: str) -> str:
     return make_database(pg_template)
 
 
+@pytest.fixture(scope="module")
+def module_db_url(pg_admin_url: str, pg_template: str) -> Iterator[str]:
+    """A migrated database shared by one test module (for expensive setups)."""
+    name = f"m_{uuid.uuid4().hex}"
+    _create_database(pg_admin_url, name, pg_template)
+    yield url_with_database(pg_admin_url, name)
+    _drop_database(pg_admin_url, name)
+
+
 @pytest.fixture
 def empty_db_url(make_database: Callable[..., str], pg_template: str) -> str:
     """A fresh database with no migrations (cluster-wide roles already exist, as on Supabase)."""
