@@ -120,7 +120,7 @@ def _run_job(ctx: Context, job: dict[str, Any]) -> int:
                 problems.append(f"{d.get('conversation_id')}: {e.get('code')}: {e.get('message')}")
         raise LorafilesError("\n".join(problems), details=err)
     shown = ctx.service.show_file(ctx.owner, str(job["file_id"]))
-    result = _file_summary(shown["file"])
+    result = _file_summary(ctx, shown["file"])
     result["job_id"] = job_id
     result["warnings"] = sum(len(m["warnings"]) for m in shown["members"] if str(m["job_id"]) == job_id)
     emit(ctx, result, lambda r: (
@@ -149,8 +149,9 @@ def cmd_add(ctx: Context) -> int:
     return _run_job(ctx, job)
 
 
-def _file_summary(f: dict[str, Any]) -> dict[str, Any]:
-    root = Settings().local_storage_root / "training-files"
+def _file_summary(ctx: Context, f: dict[str, Any]) -> dict[str, Any]:
+    settings = ctx.service.settings
+    root = settings.local_storage_root / "training-files" if settings.storage == "local" else Path("training-files")
     return {"id": str(f["id"]), "name": f["name"], "status": f["status"], "version": f["current_version"],
             "conversations": f["conversation_count"], "training_pairs": f["training_pair_count"],
             "turns": f["total_turns"], "quality_summary": f["quality_summary"],
@@ -159,7 +160,7 @@ def _file_summary(f: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_list(ctx: Context) -> int:
-    files = [_file_summary(f) for f in ctx.service.list_files(ctx.owner)]
+    files = [_file_summary(ctx, f) for f in ctx.service.list_files(ctx.owner)]
     emit(ctx, files, lambda fs: "\n".join(
         f"{f['id']}  v{f['version']}  {f['status']:<8} {f['conversations']:>5} conv {f['training_pairs']:>6} pairs  "
         f"{f['name']}" for f in fs) or "no training files")
@@ -169,7 +170,7 @@ def cmd_list(ctx: Context) -> int:
 def cmd_show(ctx: Context) -> int:
     shown = ctx.service.show_file(ctx.owner, ctx.args.file_id)
     f, job = shown["file"], shown["current_job"]
-    result = {**_file_summary(f), "scaffolding_distribution": f["scaffolding_distribution"],
+    result = {**_file_summary(ctx, f), "scaffolding_distribution": f["scaffolding_distribution"],
               "batch_ids": [str(b) for b in f["batch_ids"]],
               "versions": [{"version": v["version"], "conversations": v["conversation_count"],
                             "training_pairs": v["training_pair_count"], "created_at": v["created_at"]}
