@@ -14,11 +14,11 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from .problems import ConversationReport
+from .rules import MIN_USABLE_QUALITY
 
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 DATASET_NAME_RE = re.compile(r"^fp_conversation_(" + UUID_RE.pattern + r")$")
 SCAFFOLDING_KEYS = ("persona_archetype", "emotional_arc", "emotional_arc_key", "training_topic", "training_topic_key")
-LOW_QUALITY = 2.5
 MAX_ERRORS_PER_FILE = 20
 
 
@@ -259,8 +259,8 @@ def _check_pairs(parsed: ParsedConversation) -> None:
                     f"{lacking} pair(s) lack scaffolding keys ({', '.join(SCAFFOLDING_KEYS)})",
                     "conversation_metadata")
     scores = [p.training_metadata.quality_score for p in targets if p.training_metadata.quality_score is not None]
-    if scores and sum(scores) / len(scores) < LOW_QUALITY:
-        report.warn("low_quality", f"mean quality score {sum(scores) / len(scores):.2f} is below {LOW_QUALITY}",
+    if scores and sum(scores) / len(scores) < MIN_USABLE_QUALITY:
+        report.warn("low_quality", f"mean quality score {sum(scores) / len(scores):.2f} is below {MIN_USABLE_QUALITY}",
                     "training_metadata.quality_score")
 
 

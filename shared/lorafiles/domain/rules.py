@@ -9,6 +9,7 @@ from .problems import Problem
 MAX_SELECTION = 80
 NAME_MAX = 255
 ELIGIBLE_STATUS = "completed"
+MIN_USABLE_QUALITY = 2.5  # below it a conversation's tier is `rejected` (and its report warns)
 
 
 def is_eligible(enrichment_status: str | None, enriched_file_path: str | None) -> bool:
@@ -32,7 +33,7 @@ def quality_tier(score: float | None) -> str:
         return "seed_dataset"
     if score >= 3.5:
         return "production"
-    if score >= 2.5:
+    if score >= MIN_USABLE_QUALITY:
         return "experimental"
     return "rejected"
 
