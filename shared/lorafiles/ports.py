@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 from contextlib import AbstractContextManager
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 
 class ObjectNotFound(LookupError):
@@ -83,4 +84,49 @@ class ObjectStore(Protocol):
         self, bucket: str, key: str, expires_in: int, download_name: str | None = None
     ) -> str:
         """Time-limited GET URL; ``download_name`` makes it an attachment with that name."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer port: a target model's real tokenizer and chat template (adapters: lorafiles.tokens)
+# ---------------------------------------------------------------------------------------------
+class TemplateRenderError(ValueError):
+    """The model's chat template refused the messages (its `raise_exception`, or a Jinja error)."""
+
+    code = "template_render_failed"
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    """Tokens of one rendered example: all of them, and those the trainer computes loss on."""
+
+    total: int
+    trainable: int
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """One supported target model: its tokenizer plus its chat template.
+
+    Messages are mappings with `role` ("system" | "user" | "assistant") and `content`.
+    """
+
+    id: str                       # registry id, e.g. "mistral-7b-instruct-v0.2"
+    tokenizer_id: str             # what tokenizes, e.g. "mistral-common 1.13.1 SentencePiece v1 (tokenizer.model)"
+    vocab_sha256: str             # sha256 of the vocabulary file the tokenizer loads
+    template_id: str              # e.g. "mistralai/Mistral-7B-Instruct-v0.2 tokenizer_config.json chat_template"
+    template_sha256: str          # sha256 of the shipped template text
+    control_tokens: frozenset[str]  # strings the trainer's tokenizer turns into control tokens
+
+    def render(self, messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool = False) -> str:
+        """The text the trainer builds with `apply_chat_template(..., tokenize=False)`; raises
+        `TemplateRenderError`."""
+        ...
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of rendered text, control strings mapped as the trainer's tokenizer maps them."""
+        ...
+
+    def count(self, messages: Sequence[Mapping[str, str]], trained: Sequence[bool]) -> TokenCount:
+        """Tokens of the rendered example; `trained[i]` marks message i as trained (assistant only)."""
         ...
