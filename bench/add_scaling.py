@@ -25,10 +25,10 @@ Seeding (honest shortcut, all through the service's own code): the conversations
 generator's (generate_conversation(target_bytes=50_000), ~50 KB each), written to disk and
 imported with `service.import_files` (real conversations rows, real objects in the input
 bucket). The base file is then built by the service's own pipeline steps on one crafted job
-instead of N/80 separate adds: a `create` job row registered with `service._insert_job` with
-all N ids and batch_size 80, then `step_create_file`, `step_append_batch` for every batch (the
-real fetch/parse/render/stage of each conversation) and one `step_generate` (the real publish:
-members, fragments, version 1 artifacts). Only `step_validate` is skipped, because it refuses
+instead of N/80 separate adds: a `create` job row registered with `service.jobs._insert_job` with
+all N ids and batch_size 80, then `steps.create_file`, `steps.append_batch` for every batch (the
+real fetch/parse/render/stage of each conversation) and one `steps.generate` (the real publish:
+members, fragments, version 1 artifacts). Only `steps.validate` is skipped, because it refuses
 selections over 80 (MAX_SELECTION); the Step Functions interpreter is skipped because it adds
 nothing to the resulting state. The result is the members, fragments and current version a
 series of adds would leave (only the version history is shorter, which the add never reads),
@@ -42,7 +42,7 @@ end one table and the verdict (the linearity verdict uses the best run of each s
 a shared VM adds noise that only ever makes a run slower).
 
 With tracemalloc (default on), the last measure process then runs one more add of 80 with
-tracemalloc enabled only around `step_generate` and reports its traced peak (that add is not
+tracemalloc enabled only around `steps.generate` and reports its traced peak (that add is not
 part of the timing or of the RSS figures).
 """
 from __future__ import annotations
@@ -99,7 +99,7 @@ def seed(home: Path, size: int, repeat: int, traced: bool) -> dict[str, Any]:
     paths = _generate(inputs, base_seeds + new_seeds)
     t_gen = time.perf_counter()
     with wired_service(url, home, pipeline=False) as (service, _):
-        result = service.import_files(OWNER, paths)
+        result = service.importing.import_files(OWNER, paths)
         if result["refused"]:
             raise SystemExit(f"import refused {len(result['refused'])} file(s): {result['refused'][:2]}")
         ids = [r["conversation_id"] for r in result["imported"]]
@@ -115,16 +115,16 @@ def seed(home: Path, size: int, repeat: int, traced: bool) -> dict[str, Any]:
                                          Settings(home=home, storage="local", storage_root=home / "storage",
                                                   batch_size=NEW),
                                          starter=None)
-            job = seeder._insert_job(OWNER, kind="create", ids=base_ids, file_id=None,
+            job = seeder.jobs._insert_job(OWNER, kind="create", ids=base_ids, file_id=None,
                                      name=f"bench base {size}", description=None, key=f"bench-seed-{uuid.uuid4()}")
             job_id = str(job["id"])
-            seeder.step_create_file(job_id)
+            seeder.steps.create_file(job_id)
             for b in range(job["total_batches"]):
-                seeder.step_append_batch(job_id, b)
+                seeder.steps.append_batch(job_id, b)
             t_staged = time.perf_counter()
-            published = seeder.step_generate(job_id)
+            published = seeder.steps.generate(job_id)
             file_id = published["file_id"]
-            shown = service.show_file(OWNER, file_id)
+            shown = service.reading.show_file(OWNER, file_id)
             assert shown["file"]["conversation_count"] == size, shown["file"]["conversation_count"]
         else:
             t_staged = time.perf_counter()
@@ -161,15 +161,15 @@ def measure(home: Path, size: int, seeded: dict[str, Any], run: int, traced: boo
 
         def start() -> dict[str, Any]:
             if kind == "add":
-                return service.start_job(OWNER, kind="add", file_id=seeded["file_id"], conversation_ids=new_ids)
-            return service.start_job(OWNER, kind="create", conversation_ids=new_ids, name=f"bench size 0 #{run}")
+                return service.jobs.start_job(OWNER, kind="add", file_id=seeded["file_id"], conversation_ids=new_ids)
+            return service.jobs.start_job(OWNER, kind="create", conversation_ids=new_ids, name=f"bench size 0 #{run}")
 
         gc.collect()
         hwm_reset = reset_vm_hwm()
         with RssSampler(0.01) as rss:
             job, elapsed, desc = run_job(machine, start)
         hwm = vm_hwm() if hwm_reset else None
-        job = service.get_job(OWNER, str(job["id"]))
+        job = service.reading.get_job(OWNER, str(job["id"]))
         if job["status"] != "succeeded":
             raise SystemExit(f"{kind} failed: {desc['status']}: {job['error']}")
         file_id = str(job["file_id"])
@@ -204,7 +204,7 @@ def measure(home: Path, size: int, seeded: dict[str, Any], run: int, traced: boo
         if traced:
             import tracemalloc
 
-            inner = service.step_generate
+            inner = service.steps.generate
             traced_peak: dict[str, int] = {}
 
             def traced_generate(job_id: str) -> dict[str, Any]:
@@ -215,11 +215,11 @@ def measure(home: Path, size: int, seeded: dict[str, Any], run: int, traced: boo
                     traced_peak["peak"] = tracemalloc.get_traced_memory()[1]
                     tracemalloc.stop()
 
-            service.step_generate = traced_generate  # the handler calls get_service().step_generate
-            job2 = service.start_job(OWNER, kind="add", file_id=file_id,
+            service.steps.generate = traced_generate  # the handler calls get_service().steps.generate
+            job2 = service.jobs.start_job(OWNER, kind="add", file_id=file_id,
                                      conversation_ids=seeded["new_ids"][(run + 1) * NEW:(run + 2) * NEW])
             machine.wait(job2["execution_arn"], timeout=7200, poll=0.01)
-            job2 = service.get_job(OWNER, str(job2["id"]))
+            job2 = service.reading.get_job(OWNER, str(job2["id"]))
             if job2["status"] != "succeeded":
                 raise SystemExit(f"traced add failed: {job2['error']}")
             res["tracemalloc_generate_peak"] = traced_peak.get("peak")

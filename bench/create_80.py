@@ -8,7 +8,7 @@ Inputs: the 72 files of ../shared/fixtures/corpus/*.json plus the first 8 (sorte
 otherwise 80 generated conversations of the same average size (generate_conversation with
 target_bytes=55_000, seeded). They are imported first (service.import_files, not timed).
 
-Timed ("create"): `service.start_job(kind="create")` -> the execution's stopDate as recorded by
+Timed ("create"): `service.jobs.start_job(kind="create")` -> the execution's stopDate as recorded by
 moto's interpreter (LocalStateMachine.wait polls every 50 ms), with default Settings (batch size,
 Map concurrency) and the ASL's real retry settings. The handlers run in this process, over a
 throwaway PostgreSQL (embedded under a temp LORAFILES_HOME, or a throwaway database on
@@ -75,7 +75,7 @@ def main() -> int:
             wired_service(url, home) as (service, machine):
         timer = HandlerTimer(machine)
         paths, origin = input_files(home)
-        imported = service.import_files(OWNER, paths)
+        imported = service.importing.import_files(OWNER, paths)
         if imported["refused"]:
             for bad in imported["refused"]:
                 print(f"refused at import: {bad['file']}: {[p['code'] for p in bad['problems']]}")
@@ -94,9 +94,9 @@ def main() -> int:
         for run in range(args.runs):
             timer.reset()
             os.sync()  # untimed: write back what the import / the previous run left dirty
-            job, elapsed, desc = run_job(machine, lambda: service.start_job(
+            job, elapsed, desc = run_job(machine, lambda: service.jobs.start_job(
                 OWNER, kind="create", conversation_ids=ids, name=f"bench create 80 #{run}"))
-            job = service.get_job(OWNER, str(job["id"]))
+            job = service.reading.get_job(OWNER, str(job["id"]))
             if job["status"] != "succeeded":
                 print(f"create failed: {desc['status']}: {job['error']}")
                 return 1
@@ -105,7 +105,7 @@ def main() -> int:
             if best is None or elapsed < best[0]:
                 best = (elapsed, job, job["execution_arn"], timer.summary())
         elapsed, job, arn, handlers = best
-        version = service.artifact(OWNER, str(job["file_id"]), "json")
+        version = service.reading.artifact(OWNER, str(job["file_id"]), "json")
         with service.db.connection() as conn:
             v = conn.execute("select json_size, jsonl_size from lora_training_file_versions where file_id = %s "
                              "and version = 1", (job["file_id"],)).fetchone()

@@ -5,4 +5,4 @@ from lorafiles.runtime import get_service
 
 @pipeline_step(BatchStep)
 def handler(step: BatchStep) -> dict:
-    return get_service().step_append_batch(step.job_id, step.batch_index)
+    return get_service().steps.append_batch(step.job_id, step.batch_index)

@@ -5,4 +5,4 @@ from lorafiles.runtime import get_service
 
 @pipeline_step(CompensateStep)
 def handler(step: CompensateStep) -> dict:
-    return get_service().compensate(step.job_id, step.error)
+    return get_service().steps.compensate(step.job_id, step.error)

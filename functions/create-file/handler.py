@@ -5,4 +5,4 @@ from lorafiles.runtime import get_service
 
 @pipeline_step(JobStep)
 def handler(step: JobStep) -> dict:
-    return get_service().step_create_file(step.job_id)
+    return get_service().steps.create_file(step.job_id)

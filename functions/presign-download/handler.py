@@ -12,4 +12,4 @@ from lorafiles.runtime import get_service
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
     req = parse(event=event, model=PresignDownloadEvent)
-    return get_service().presign_download(str(req.owner_id), str(req.file_id), req.format, req.version)
+    return get_service().reading.presign_download(str(req.owner_id), str(req.file_id), req.format, req.version)

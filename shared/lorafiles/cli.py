@@ -87,7 +87,7 @@ def cmd_import(ctx: Context) -> int:
         raise LorafilesError(f"{directory}: not a directory")
     paths = sorted(directory.glob("*.json"))
     ctx.progress(f"importing {len(paths)} file(s) from {directory}")
-    result = ctx.service.import_files(ctx.owner, paths, batch_id=ctx.args.batch_id)
+    result = ctx.service.importing.import_files(ctx.owner, paths, batch_id=ctx.args.batch_id)
 
     for bad in result["refused"]:
         for p in bad["problems"]:
@@ -104,14 +104,14 @@ def _run_job(ctx: Context, job: dict[str, Any]) -> int:
     shown: list[str] = []
 
     def report_progress() -> None:
-        now = ctx.service.get_job(ctx.owner, job_id)
+        now = ctx.service.reading.get_job(ctx.owner, job_id)
         line = f"  {now['step'] or now['status']}: {len(now['completed_batches'])}/{now['total_batches']} batches"
         if not shown or shown[-1] != line:
             shown.append(line)
             ctx.progress(line)
 
     desc = ctx.machine.wait(job["execution_arn"], timeout=3600, poll=0.2, on_poll=report_progress)
-    job = ctx.service.get_job(ctx.owner, job_id)
+    job = ctx.service.reading.get_job(ctx.owner, job_id)
     if job["status"] != "succeeded":
         err = job["error"] or {}
         problems = [job_id + ": " + (err.get("message") or desc.get("cause") or "failed")]
@@ -119,7 +119,7 @@ def _run_job(ctx: Context, job: dict[str, Any]) -> int:
             for e in d.get("errors", [d]) if isinstance(d, dict) else []:
                 problems.append(f"{d.get('conversation_id')}: {e.get('code')}: {e.get('message')}")
         raise LorafilesError("\n".join(problems), details=err)
-    shown = ctx.service.show_file(ctx.owner, str(job["file_id"]))
+    shown = ctx.service.reading.show_file(ctx.owner, str(job["file_id"]))
     result = _file_summary(ctx, shown["file"])
     result["job_id"] = job_id
     result["warnings"] = sum(len(m["warnings"]) for m in shown["members"] if str(m["job_id"]) == job_id)
@@ -132,19 +132,19 @@ def _run_job(ctx: Context, job: dict[str, Any]) -> int:
 
 def _conversation_ids(ctx: Context) -> list[str]:
     if getattr(ctx.args, "all_imported", False):
-        return ctx.service.owned_conversation_ids(ctx.owner)
+        return ctx.service.importing.owned_conversation_ids(ctx.owner)
     return list(ctx.args.conversations or [])
 
 
 def cmd_create(ctx: Context) -> int:
-    job = ctx.service.start_job(ctx.owner, kind="create", conversation_ids=_conversation_ids(ctx),
+    job = ctx.service.jobs.start_job(ctx.owner, kind="create", conversation_ids=_conversation_ids(ctx),
                                 name=ctx.args.name, description=ctx.args.description,
                                 idempotency_key=ctx.args.idempotency_key)
     return _run_job(ctx, job)
 
 
 def cmd_add(ctx: Context) -> int:
-    job = ctx.service.start_job(ctx.owner, kind="add", conversation_ids=_conversation_ids(ctx),
+    job = ctx.service.jobs.start_job(ctx.owner, kind="add", conversation_ids=_conversation_ids(ctx),
                                 file_id=ctx.args.file_id, idempotency_key=ctx.args.idempotency_key)
     return _run_job(ctx, job)
 
@@ -160,7 +160,7 @@ def _file_summary(ctx: Context, f: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_list(ctx: Context) -> int:
-    files = [_file_summary(ctx, f) for f in ctx.service.list_files(ctx.owner)]
+    files = [_file_summary(ctx, f) for f in ctx.service.reading.list_files(ctx.owner)]
     emit(ctx, files, lambda fs: "\n".join(
         f"{f['id']}  v{f['version']}  {f['status']:<8} {f['conversations']:>5} conv {f['training_pairs']:>6} pairs  "
         f"{f['name']}" for f in fs) or "no training files")
@@ -168,7 +168,7 @@ def cmd_list(ctx: Context) -> int:
 
 
 def cmd_show(ctx: Context) -> int:
-    shown = ctx.service.show_file(ctx.owner, ctx.args.file_id)
+    shown = ctx.service.reading.show_file(ctx.owner, ctx.args.file_id)
     f, job = shown["file"], shown["current_job"]
     result = {**_file_summary(ctx, f), "scaffolding_distribution": f["scaffolding_distribution"],
               "batch_ids": [str(b) for b in f["batch_ids"]],
@@ -201,7 +201,7 @@ def cmd_show(ctx: Context) -> int:
 
 
 def cmd_download(ctx: Context) -> int:
-    result = ctx.service.download(ctx.owner, ctx.args.file_id, ctx.args.format, Path(ctx.args.out),
+    result = ctx.service.reading.download(ctx.owner, ctx.args.file_id, ctx.args.format, Path(ctx.args.out),
                                   version=ctx.args.version)
     emit(ctx, result, lambda r: f"wrote {r['path']} (v{r['version']}, {r['size']} bytes, sha256 {r['sha256']})")
     return 0
@@ -212,7 +212,7 @@ def cmd_regenerate(ctx: Context) -> int:
     if ctx.args.stale == bool(ctx.args.file_id):
         raise LorafilesError("give either FILE_ID or --stale")
     if ctx.args.file_id:
-        job = ctx.service.start_regenerate(ctx.owner, ctx.args.file_id, idempotency_key=ctx.args.idempotency_key,
+        job = ctx.service.jobs.start_regenerate(ctx.owner, ctx.args.file_id, idempotency_key=ctx.args.idempotency_key,
                                            only_changed=not ctx.args.all_members)
         return _run_job(ctx, job)
     from .maintenance import Maintenance
@@ -226,7 +226,7 @@ def cmd_regenerate(ctx: Context) -> int:
             entry["job_id"] = str(job["id"])
             ctx.progress(f"file {o['file_id']}: regenerate job {job['id']} started")
             ctx.machine.wait(job["execution_arn"], timeout=3600)
-            done = ctx.service.get_job(str(job["owner_id"]), str(job["id"]))
+            done = ctx.service.reading.get_job(str(job["owner_id"]), str(job["id"]))
             entry.update(status=done["status"], version=done["published_version"],
                          reason=(done["error"] or {}).get("message"))
             failed |= done["status"] != "succeeded"
@@ -255,10 +255,10 @@ def cmd_demo(ctx: Context) -> int:
         paths = write_sample_dir(Path(tmp), 12, seed=ctx.args.seed, target_bytes=40_000)
         ctx.progress(f"generated {len(paths)} sample enriched conversations")
         batch = str(uuid.uuid5(uuid.NAMESPACE_URL, f"lorafiles-demo-batch-{ctx.args.seed}"))
-        imported = ctx.service.import_files(ctx.owner, paths, batch_id=batch)
+        imported = ctx.service.importing.import_files(ctx.owner, paths, batch_id=batch)
     ids = [i["conversation_id"] for i in imported["imported"]]
     name = f"Demo training file {time.strftime('%Y-%m-%d %H:%M:%S')}"
-    job = ctx.service.start_job(ctx.owner, kind="create", conversation_ids=ids, name=name)
+    job = ctx.service.jobs.start_job(ctx.owner, kind="create", conversation_ids=ids, name=name)
     return _run_job(ctx, job)
 
 

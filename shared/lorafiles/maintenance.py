@@ -76,7 +76,7 @@ class Maintenance:
         if enriched_file_path and enriched_file_path != path:
             logger.info("event names another enriched file than the conversation row; using the row's",
                         extra={**info, "event_path": enriched_file_path, "current_path": path})
-        current = self.service.source_checksums([path])[path]
+        current = self.service.jobs.source_checksums([path])[path]
         if isinstance(current, ObjectNotFound):
             return self._ignored(info, "enriched_file_missing", f"{source_file_of(path)} is not in storage")
         if isinstance(current, Exception):
@@ -147,7 +147,7 @@ class Maintenance:
                 return {**base, "outcome": "gave_up", "reason": f"{failed} regeneration attempts failed"}
             key = f"{prefix}{len(attempts) + 1}"
         try:
-            job = self.service.start_regenerate(owner, file_id, idempotency_key=key, only_changed=True)
+            job = self.service.jobs.start_regenerate(owner, file_id, idempotency_key=key, only_changed=True)
         except FileBusy as exc:
             return {**base, "outcome": "busy", "reason": exc.message}
         except NotFound as exc:
@@ -188,7 +188,7 @@ class Maintenance:
                     stopped = True
                 except Exception as exc:  # noqa: BLE001 - compensating is what frees the file
                     logger.warning("stopping the execution failed", extra={"job_id": job_id, "error": str(exc)})
-            result = self.service.compensate(job_id, {"Error": TIMED_OUT, "Cause": cause})
+            result = self.service.steps.compensate(job_id, {"Error": TIMED_OUT, "Cause": cause})
             entry = {"job_id": job_id, "file_id": str(job["file_id"]) if job["file_id"] else None,
                      "owner_id": str(job["owner_id"]), "kind": job["kind"], "action": "reaped",
                      "execution_stopped": stopped, "compensated": result.get("compensated", False), "cause": cause}

@@ -139,7 +139,7 @@ class Api:
         self._seeds += 1
         directory = self.tmp / f"samples-{self._seeds}"
         paths = write_sample_dir(directory, count, seed=f"{owner}-{self._seeds}", target_bytes=20_000, **kw)
-        result = self.service.import_files(owner, paths, batch_id=batch_id)
+        result = self.service.importing.import_files(owner, paths, batch_id=batch_id)
         assert not result["refused"], result["refused"]
         return [i["conversation_id"] for i in result["imported"]]
 

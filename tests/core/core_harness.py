@@ -44,7 +44,7 @@ class Harness:
 
     # --- data -----------------------------------------------------------------------
     def import_paths(self, paths: list[Path], owner: str = OWNER, batch_id: str | None = None) -> list[str]:
-        result = self.service.import_files(owner, paths, batch_id=batch_id)
+        result = self.service.importing.import_files(owner, paths, batch_id=batch_id)
         assert not result["refused"], result["refused"]
         return [r["conversation_id"] for r in result["imported"]]
 
@@ -62,9 +62,9 @@ class Harness:
     # --- jobs -----------------------------------------------------------------------
     def run(self, owner: str = OWNER, **kw: Any) -> dict[str, Any]:
         """Start a job and wait for the execution; returns the job row."""
-        job = self.service.start_job(owner, **kw)
+        job = self.service.jobs.start_job(owner, **kw)
         self.machine.wait(job["execution_arn"], timeout=300)
-        return self.service.get_job(owner, str(job["id"]))
+        return self.service.reading.get_job(owner, str(job["id"]))
 
     def create(self, ids: list[str], name: str | None = None, owner: str = OWNER) -> dict[str, Any]:
         job = self.run(owner, kind="create", conversation_ids=ids, name=name or f"file {uuid.uuid4()}")
@@ -75,7 +75,7 @@ class Harness:
         return self.run(owner, kind="add", conversation_ids=ids, file_id=file_id)
 
     def artifact_bytes(self, file_id: str, fmt: str, version: int | None = None, owner: str = OWNER) -> bytes:
-        a = self.service.artifact(owner, file_id, fmt, version)
+        a = self.service.reading.artifact(owner, file_id, fmt, version)
         return self.store.get(a["bucket"], a["key"])
 
     def full_json(self, file_id: str, version: int | None = None) -> dict[str, Any]:

@@ -34,7 +34,7 @@ class Built:
         self.ids = h.import_paths(self.paths, batch_id=BATCH)
         self.job = h.create(self.ids, name=f"{folder.name} {uuid.uuid4()}")
         self.file_id = str(self.job["file_id"])
-        self.shown = h.service.show_file(OWNER, self.file_id)
+        self.shown = h.service.reading.show_file(OWNER, self.file_id)
         self.full = h.full_json(self.file_id)
         self.json_bytes = h.artifact_bytes(self.file_id, "json")
         self.jsonl_bytes = h.artifact_bytes(self.file_id, "jsonl")

@@ -16,7 +16,7 @@ def test_legacy_files_are_refused_and_nothing_is_registered(h: Harness, shared_f
     paths = sorted((shared_fixtures / "legacy").glob("*.json"))
     assert len(paths) == 3
     before = (h.table_counts(), h.storage_listing())
-    result = h.service.import_files(OWNER, paths)
+    result = h.service.importing.import_files(OWNER, paths)
     assert result["imported"] == []
     assert sorted(r["file"] for r in result["refused"]) == sorted(str(p) for p in paths)
     codes = {Path(r["file"]).name: {p["code"] for p in r["problems"]} for r in result["refused"]}
@@ -47,7 +47,7 @@ def _import_mine_then_theirs(h: Harness) -> tuple[str, str, dict, dict, dict]:
     path.write_bytes(h.store.get(INPUT_BUCKET, h.input_key(cid)))
     with h.sql() as conn:
         before = conn.execute("select * from conversations where conversation_id = %s", (cid,)).fetchone()
-    result = h.service.import_files(OTHER, [path], batch_id=their_batch)
+    result = h.service.importing.import_files(OTHER, [path], batch_id=their_batch)
     with h.sql() as conn:
         after = conn.execute("select * from conversations where conversation_id = %s", (cid,)).fetchone()
     return cid, mine_batch, before, after, result
@@ -69,7 +69,7 @@ def test_importing_someone_elses_conversation_does_not_touch_it(h: Harness):
 def test_import_does_not_report_a_conversation_its_owner_cannot_use(h: Harness):
     cid, _, _, _, result = _import_mine_then_theirs(h)
     if cid in [r["conversation_id"] for r in result["imported"]]:
-        assert h.service.validate_selection(OTHER, [cid], name="theirs")["ok"], (
+        assert h.service.jobs.validate_selection(OTHER, [cid], name="theirs")["ok"], (
             "import reported the conversation as imported, but the importing owner cannot select it")
     else:
         assert [Path(r["file"]).name for r in result["refused"]] == [f"again-{cid}.json"]
@@ -79,22 +79,22 @@ def test_import_does_not_report_a_conversation_its_owner_cannot_use(h: Harness):
 def test_a_file_id_that_is_not_a_uuid_is_not_found(h: Harness, file_id: str):
     [cid] = h.generate(1)
     with pytest.raises(NotFound):
-        h.service.show_file(OWNER, file_id)
+        h.service.reading.show_file(OWNER, file_id)
     with pytest.raises(NotFound):
-        h.service.artifact(OWNER, file_id, "json")
+        h.service.reading.artifact(OWNER, file_id, "json")
     with pytest.raises(NotFound):
-        h.service.start_job(OWNER, kind="add", conversation_ids=[cid], file_id=file_id)
+        h.service.jobs.start_job(OWNER, kind="add", conversation_ids=[cid], file_id=file_id)
 
 
 def test_unknown_file_and_version_are_not_found(h: Harness):
     ids = h.generate(1)
     file_id = str(h.create(ids)["file_id"])
     with pytest.raises(NotFound):
-        h.service.show_file(OTHER, file_id)
+        h.service.reading.show_file(OTHER, file_id)
     with pytest.raises(NotFound):
-        h.service.artifact(OWNER, file_id, "json", version=2)
+        h.service.reading.artifact(OWNER, file_id, "json", version=2)
     with pytest.raises(NotFound):
-        h.service.artifact(OWNER, str(uuid.uuid4()), "json")
+        h.service.reading.artifact(OWNER, str(uuid.uuid4()), "json")
 
 
 def test_import_with_an_invalid_batch_id_is_a_user_error_and_writes_nothing(h: Harness):
@@ -103,5 +103,5 @@ def test_import_with_an_invalid_batch_id_is_a_user_error_and_writes_nothing(h: H
     path.write_bytes(dumps_enriched(generate_conversation("bad-batch")))
     before = (h.table_counts(), h.storage_listing())
     with pytest.raises(LorafilesError):
-        h.service.import_files(OWNER, [path], batch_id="not-a-uuid")
+        h.service.importing.import_files(OWNER, [path], batch_id="not-a-uuid")
     assert (h.table_counts(), h.storage_listing()) == before

@@ -68,7 +68,7 @@ def unchanged(world: World):
 
 def blocked(h: Harness, **kw: Any) -> list[tuple[str, str]]:
     with pytest.raises(SelectionBlocked) as info:
-        h.service.start_job(OWNER, **kw)
+        h.service.jobs.start_job(OWNER, **kw)
     exc = info.value
     assert exc.code == "selection_blocked"
     problems = [(d.get("conversation_id") or d.get("field") or "", d["code"]) for d in exc.details]
@@ -144,13 +144,13 @@ def test_bad_name_blocks_create(world, unchanged, name, code):
 def test_someone_else_cannot_add_to_the_file(world, unchanged):
     w = world
     with pytest.raises(NotFound):
-        w.h.service.start_job(OTHER, kind="add", conversation_ids=[w.theirs], file_id=w.file_id)
+        w.h.service.jobs.start_job(OTHER, kind="add", conversation_ids=[w.theirs], file_id=w.file_id)
 
 
 def test_another_owner_sees_the_owners_ids_as_unknown(world, unchanged):
     w = world
     with pytest.raises(SelectionBlocked) as info:
-        w.h.service.start_job(OTHER, kind="create", conversation_ids=[w.free[0], w.theirs], name="Mine")
+        w.h.service.jobs.start_job(OTHER, kind="create", conversation_ids=[w.free[0], w.theirs], name="Mine")
     assert [(d["conversation_id"], d["code"]) for d in info.value.details] == [(w.free[0], "not_found")]
 
 
@@ -159,6 +159,6 @@ def test_a_valid_request_after_all_that_still_works(world):
     fresh = w.h.generate(2)  # not w.free: the other tests rely on those staying outside the file
     job = w.h.add(w.file_id, fresh)
     assert job["status"] == "succeeded", job["error"]
-    shown = w.h.service.show_file(OWNER, w.file_id)
+    shown = w.h.service.reading.show_file(OWNER, w.file_id)
     assert [m["conversation_id"] for m in shown["members"]][-2:] == fresh
     assert shown["file"]["current_version"] >= 2

@@ -16,7 +16,7 @@ from core_harness import INPUT_BUCKET, OUTPUT_BUCKET, OWNER, Harness
 
 
 def member_ids(h: Harness, file_id: str) -> list[str]:
-    return [m["conversation_id"] for m in h.service.show_file(OWNER, file_id)["members"]]
+    return [m["conversation_id"] for m in h.service.reading.show_file(OWNER, file_id)["members"]]
 
 
 def json_ids(doc: dict) -> list[str]:
@@ -27,12 +27,12 @@ def test_add_publishes_the_next_version_and_keeps_the_previous_one(h: Harness, t
     first, second, third = h.generate(3), h.generate(2), h.generate(1)
     file_id = str(h.create(first, name="Versioned")["file_id"])
     v1 = {fmt: h.artifact_bytes(file_id, fmt) for fmt in ("json", "jsonl")}
-    v1_keys = {fmt: h.service.artifact(OWNER, file_id, fmt)["key"] for fmt in ("json", "jsonl")}
+    v1_keys = {fmt: h.service.reading.artifact(OWNER, file_id, fmt)["key"] for fmt in ("json", "jsonl")}
 
     job = h.add(file_id, second)
     assert job["status"] == "succeeded", job["error"]
     assert job["published_version"] == 2
-    f = h.service.show_file(OWNER, file_id)["file"]
+    f = h.service.reading.show_file(OWNER, file_id)["file"]
     assert f["current_version"] == 2 and f["conversation_count"] == 5
     assert member_ids(h, file_id) == first + second
     doc2 = h.full_json(file_id)
@@ -45,11 +45,11 @@ def test_add_publishes_the_next_version_and_keeps_the_previous_one(h: Harness, t
 
     # version 1: same keys, same bytes, still downloadable through the service
     for fmt in ("json", "jsonl"):
-        a = h.service.artifact(OWNER, file_id, fmt, version=1)
+        a = h.service.reading.artifact(OWNER, file_id, fmt, version=1)
         assert a["key"] == v1_keys[fmt] and "/v1/" in a["key"]
         assert h.store.get(OUTPUT_BUCKET, a["key"]) == v1[fmt]
         assert a["sha256"] == hashlib.sha256(v1[fmt]).hexdigest() and a["size"] == len(v1[fmt])
-        out = h.service.download(OWNER, file_id, fmt, tmp_path / f"v1.{fmt}", version=1)
+        out = h.service.reading.download(OWNER, file_id, fmt, tmp_path / f"v1.{fmt}", version=1)
         assert Path(out["path"]).read_bytes() == v1[fmt]
     doc1 = h.full_json(file_id, version=1)
     assert json_ids(doc1) == first
@@ -65,7 +65,7 @@ def test_add_publishes_the_next_version_and_keeps_the_previous_one(h: Harness, t
     for fmt in ("json", "jsonl"):
         assert h.artifact_bytes(file_id, fmt, 1) == v1[fmt]
         assert h.artifact_bytes(file_id, fmt, 2) == v2[fmt]
-    versions = h.service.show_file(OWNER, file_id)["versions"]
+    versions = h.service.reading.show_file(OWNER, file_id)["versions"]
     assert [(v["version"], v["conversation_count"]) for v in versions] == [(1, 3), (2, 5), (3, 6)]
 
 
@@ -77,7 +77,7 @@ def test_add_after_add_of_the_same_id_is_blocked_not_duplicated(h: Harness):
         h.add(file_id, ids[1:])
     assert [(d["conversation_id"], d["code"]) for d in info.value.details] == [(ids[1], "already_in_file")]
     assert json_ids(h.full_json(file_id)) == ids
-    assert h.service.show_file(OWNER, file_id)["file"]["current_version"] == 2
+    assert h.service.reading.show_file(OWNER, file_id)["file"]["current_version"] == 2
 
 
 def test_batch_id_flows_from_batch_items_into_the_outputs(h: Harness):
@@ -98,13 +98,13 @@ def test_batch_id_flows_from_batch_items_into_the_outputs(h: Harness):
     doc = h.full_json(file_id)
     got = {c["conversation_metadata"]["conversation_id"]: c["conversation_metadata"]["batch_id"] for c in doc["conversations"]}
     assert got == {a[0]: batch_a, a[1]: batch_a, plain[0]: None, late[0]: batch_c}
-    f = h.service.show_file(OWNER, file_id)["file"]
+    f = h.service.reading.show_file(OWNER, file_id)["file"]
     assert sorted(str(x) for x in f["batch_ids"]) == sorted([batch_a, batch_c])
 
     assert h.add(file_id, b)["status"] == "succeeded"
     doc2 = h.full_json(file_id)
     assert doc2["conversations"][-1]["conversation_metadata"]["batch_id"] == batch_b
-    shown = h.service.show_file(OWNER, file_id)
+    shown = h.service.reading.show_file(OWNER, file_id)
     assert sorted(str(x) for x in shown["file"]["batch_ids"]) == sorted([batch_a, batch_b, batch_c])
     assert {m["conversation_id"]: (str(m["batch_id"]) if m["batch_id"] else None) for m in shown["members"]} == {
         **got, b[0]: batch_b}
@@ -117,7 +117,7 @@ def test_missing_enriched_file_fails_the_job_and_leaves_the_file_unchanged(h: Ha
     assert not h.store.exists(INPUT_BUCKET, h.input_key(lost[0]))
     before_rows, before_counts = h.file_rows(), h.table_counts()
     before_out = {k: v for k, v in h.storage_listing().items() if k.startswith(OUTPUT_BUCKET + "/")}
-    before_members = h.service.show_file(OWNER, file_id)["members"]
+    before_members = h.service.reading.show_file(OWNER, file_id)["members"]
 
     job = h.add(file_id, fine + lost)
 
@@ -131,7 +131,7 @@ def test_missing_enriched_file_fails_the_job_and_leaves_the_file_unchanged(h: Ha
     assert h.input_key(lost[0]) in report["errors"][0]["message"]
     # the file: same row, same members, same artifacts; nothing staged or left behind
     assert h.file_rows() == before_rows
-    assert h.service.show_file(OWNER, file_id)["members"] == before_members
+    assert h.service.reading.show_file(OWNER, file_id)["members"] == before_members
     after_counts = h.table_counts()
     assert after_counts == {**before_counts, "lora_training_jobs": before_counts["lora_training_jobs"] + 1}
     assert {k: v for k, v in h.storage_listing().items() if k.startswith(OUTPUT_BUCKET + "/")} == before_out
@@ -146,5 +146,5 @@ def test_missing_enriched_file_in_create_leaves_no_file(h: Harness):
     assert job["status"] == "failed"
     assert [(d["conversation_id"], [e["code"] for e in d["errors"]]) for d in job["error"]["details"]] == [
         (ids[1], ["file_missing"])]
-    assert h.service.list_files(OWNER) == []
+    assert h.service.reading.list_files(OWNER) == []
     assert {k for k in h.storage_listing() if k.startswith(OUTPUT_BUCKET + "/")} == before_out

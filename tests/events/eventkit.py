@@ -44,7 +44,7 @@ class World:
             path = self.tmp / f"in-{self.n}.json"
             path.write_bytes(dumps_enriched(doc))
             paths.append(path)
-        result = self.service.import_files(owner, paths)
+        result = self.service.importing.import_files(owner, paths)
         assert not result["refused"], result["refused"]
         ids = [i["conversation_id"] for i in result["imported"]]
         for cid, path in zip(ids, paths):
@@ -61,17 +61,17 @@ class World:
         path = self.tmp / f"re-{self.n}.json"
         blob = dumps_enriched(doc)
         path.write_bytes(blob)
-        assert not self.service.import_files(owner, [path])["refused"]
+        assert not self.service.importing.import_files(owner, [path])["refused"]
         assert self.service.store.get(INPUT_BUCKET, f"{owner}/{cid}/enriched.json") == blob
         return hashlib.sha256(blob).hexdigest()
 
     def wait(self, job: dict[str, Any]) -> dict[str, Any]:
         desc = self.machine.wait(job["execution_arn"], timeout=120)
         assert desc["status"] == "SUCCEEDED", desc
-        return self.service.get_job(str(job["owner_id"]), str(job["id"]))
+        return self.service.reading.get_job(str(job["owner_id"]), str(job["id"]))
 
     def create(self, name: str, ids: list[str], owner: str = OWNER) -> str:
-        job = self.service.start_job(owner, kind="create", conversation_ids=ids, name=name)
+        job = self.service.jobs.start_job(owner, kind="create", conversation_ids=ids, name=name)
         return str(self.wait(job)["file_id"])
 
     def file(self, file_id: str) -> dict[str, Any]:
@@ -79,7 +79,7 @@ class World:
             return conn.execute("select * from lora_training_files where id = %s", (file_id,)).fetchone()
 
     def artifact_bytes(self, file_id: str, fmt: str, version: int | None = None, owner: str = OWNER) -> bytes:
-        a = self.service.artifact(owner, file_id, fmt, version)
+        a = self.service.reading.artifact(owner, file_id, fmt, version)
         return self.service.store.get(a["bucket"], a["key"])
 
     def jobs(self, file_id: str) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ def test_regenerate_and_reap_commands(db_url: str, tmp_path: Path):
     db = Database(db_url)
     settings = Settings(home=home, storage="local")
     service = TrainingFileService(db, settings.store(), settings)
-    cid = service.show_file(LOCAL_OWNER, file_id)["members"][1]["conversation_id"]
+    cid = service.reading.show_file(LOCAL_OWNER, file_id)["members"][1]["conversation_id"]
     key = f"{LOCAL_OWNER}/{cid}/enriched.json"
     doc = json.loads(service.store.get(INPUT_BUCKET, key))
     pair = next(p for p in doc["training_pairs"] if isinstance(p.get("target_response"), str))
@@ -44,7 +44,7 @@ def test_regenerate_and_reap_commands(db_url: str, tmp_path: Path):
     assert code == 0
     assert outcomes == [{"file_id": file_id, "outcome": "started", "reason": None, "job_id": outcomes[0]["job_id"],
                          "status": "succeeded", "version": 2}]
-    v2 = service.artifact(LOCAL_OWNER, file_id, "json")
+    v2 = service.reading.artifact(LOCAL_OWNER, file_id, "json")
     assert b"CLI-REGENERATED" in service.store.get(v2["bucket"], v2["key"])
     assert cli("regenerate", "--stale")[1] == []  # nothing stale any more
 

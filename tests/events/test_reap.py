@@ -37,7 +37,7 @@ def test_hung_job_is_reaped_and_its_file_usable_again(world: World, maintenance:
     # an add job whose generate Lambda hangs after every batch was staged
     gate = Gate()
     faults.hooks["generate-jsonl"] = gate
-    job = world.service.start_job(OWNER, kind="add", conversation_ids=[c2, c3], file_id=a)
+    job = world.service.jobs.start_job(OWNER, kind="add", conversation_ids=[c2, c3], file_id=a)
     job_id = str(job["id"])
     assert gate.entered.wait(60)
     staged = _items(world, job_id)
@@ -47,14 +47,14 @@ def test_hung_job_is_reaped_and_its_file_usable_again(world: World, maintenance:
 
     # the file is busy meanwhile
     try:
-        world.service.start_job(OWNER, kind="add", conversation_ids=[c4], file_id=a)
+        world.service.jobs.start_job(OWNER, kind="add", conversation_ids=[c4], file_id=a)
         raise AssertionError("expected FileBusy")
     except Exception as exc:  # noqa: BLE001
         assert type(exc).__name__ == "FileBusy"
 
     # not past the timeout yet: the schedule leaves it alone
     assert maintenance.reap_stuck() == []
-    assert world.service.get_job(OWNER, job_id)["status"] == "running"
+    assert world.service.reading.get_job(OWNER, job_id)["status"] == "running"
 
     # past the timeout (LORAFILES_JOB_TIMEOUT_SECONDS=1 here): the scheduled run reaps it
     maintenance.settings.job_timeout_seconds = 1
@@ -62,7 +62,7 @@ def test_hung_job_is_reaped_and_its_file_usable_again(world: World, maintenance:
     summary = invoke("scheduled-maintenance", scheduled_event())
     assert summary["reaped"] == 1 and summary["reaped_jobs"] == [job_id]
 
-    reaped = world.service.get_job(OWNER, job_id)
+    reaped = world.service.reading.get_job(OWNER, job_id)
     assert reaped["status"] == "failed" and reaped["step"] == "compensated"
     assert reaped["error"]["code"] == "JobTimedOut" and "no progress" in reaped["error"]["message"]
     assert _items(world, job_id) == []
@@ -78,12 +78,12 @@ def test_hung_job_is_reaped_and_its_file_usable_again(world: World, maintenance:
     gate.released.set()
     assert world.machine.wait(job["execution_arn"], timeout=60)["status"] in ("ABORTED", "FAILED")
     assert _snapshot(world, a) == before
-    assert world.service.get_job(OWNER, job_id)["error"]["code"] == "JobTimedOut"
+    assert world.service.reading.get_job(OWNER, job_id)["error"]["code"] == "JobTimedOut"
     assert maintenance.reap_stuck(older_than_seconds=0) == []  # reaping twice does nothing
 
     # the file is usable again: a new add succeeds
     faults.hooks.clear()
-    done = world.wait(world.service.start_job(OWNER, kind="add", conversation_ids=[c2, c4], file_id=a))
+    done = world.wait(world.service.jobs.start_job(OWNER, kind="add", conversation_ids=[c2, c4], file_id=a))
     assert done["status"] == "succeeded" and done["published_version"] == 2
     after = _snapshot(world, a)
     assert [m["conversation_id"] for m in after["members"]] == [c0, c1, c2, c4]
@@ -102,7 +102,7 @@ def test_queued_job_that_never_started_is_reaped(world: World, maintenance: Main
     time.sleep(1.1)
     [entry] = maintenance.reap_stuck(older_than_seconds=1)
     assert entry["execution_stopped"] is False and entry["compensated"] is True
-    job = world.service.get_job(OWNER, entry["job_id"])
+    job = world.service.reading.get_job(OWNER, entry["job_id"])
     assert job["status"] == "failed" and job["error"]["code"] == "JobTimedOut"
-    done = world.wait(world.service.start_job(OWNER, kind="add", conversation_ids=[c1], file_id=a))
+    done = world.wait(world.service.jobs.start_job(OWNER, kind="add", conversation_ids=[c1], file_id=a))
     assert done["published_version"] == 2

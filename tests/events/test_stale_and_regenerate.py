@@ -67,7 +67,7 @@ def test_scheduled_run_rebuilds_stale_files_as_new_versions(world: World, mainte
     assert again["regenerations_started"] == 0
 
     for f in (a, b):
-        job = world.service.get_job(OWNER, started[f])
+        job = world.service.reading.get_job(OWNER, started[f])
         assert job["kind"] == "regenerate" and job["requested_ids"] == [c1]  # only the changed member
         job = world.wait(job)
         assert job["status"] == "succeeded" and job["published_version"] == 2
@@ -79,7 +79,7 @@ def test_scheduled_run_rebuilds_stale_files_as_new_versions(world: World, mainte
         for fmt in ("json", "jsonl"):
             old = world.artifact_bytes(f, fmt, version=1)
             assert old == v1[f][fmt] and b"REENRICHED-MARKER-2" not in old
-            assert hashlib.sha256(old).hexdigest() == world.service.artifact(OWNER, f, fmt, 1)["sha256"]
+            assert hashlib.sha256(old).hexdigest() == world.service.reading.artifact(OWNER, f, fmt, 1)["sha256"]
         members = _members(world, f)
         assert members[c1] == new_sha
         assert {k: v for k, v in members.items() if k != c1} == {k: v for k, v in before[f].items() if k != c1}

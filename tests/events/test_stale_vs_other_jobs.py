@@ -11,7 +11,7 @@ def test_an_add_job_on_a_stale_file_keeps_it_stale(world: World, maintenance: Ma
     a = world.create("File A", [c0])
     world.reenrich(c0, "CHANGED-BEFORE-ADD")
     assert maintenance.enrichment_completed(c0)["stale_files"] == [a]
-    world.wait(world.service.start_job(OWNER, kind="add", conversation_ids=[c1], file_id=a))
+    world.wait(world.service.jobs.start_job(OWNER, kind="add", conversation_ids=[c1], file_id=a))
     assert b"CHANGED-BEFORE-ADD" not in world.artifact_bytes(a, "json")  # the add did not re-render c0
     assert world.file(a)["status"] == "stale"  # ... so the file is still stale
 

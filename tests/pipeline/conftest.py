@@ -103,7 +103,7 @@ def make_conversations(service: TrainingFileService, tmp_path: Path) -> Callable
         for i in range(count):
             doc = generate_conversation(f"{folder.name}-{i}", **kw)
             (folder / f"{i}.json").write_bytes(dumps_enriched(doc))
-        result = service.import_files(owner, sorted(folder.glob("*.json")), batch_id=batch_id)
+        result = service.importing.import_files(owner, sorted(folder.glob("*.json")), batch_id=batch_id)
         assert not result["refused"], result["refused"]
         return [r["conversation_id"] for r in result["imported"]]
 

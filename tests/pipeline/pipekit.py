@@ -10,6 +10,6 @@ FROZEN = datetime(2026, 11, 1, 9, 30, tzinfo=timezone.utc)
 
 def run(service, machine, **kw) -> dict:
     """Start a job and wait for its execution; returns the job row."""
-    job = service.start_job(OWNER, **kw)
+    job = service.jobs.start_job(OWNER, **kw)
     machine.wait(job["execution_arn"], timeout=300)
-    return service.get_job(OWNER, str(job["id"]))
+    return service.reading.get_job(OWNER, str(job["id"]))

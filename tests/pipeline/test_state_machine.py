@@ -35,7 +35,7 @@ def snapshot(service, file_id: str | None = None) -> dict:
 def artifacts(service, file_id: str, version: int | None = None) -> dict[str, bytes]:
     out = {}
     for fmt in ("json", "jsonl"):
-        a = service.artifact(OWNER, file_id, fmt, version)
+        a = service.reading.artifact(OWNER, file_id, fmt, version)
         out[fmt] = service.store.get(a["bucket"], a["key"])
     return out
 
@@ -64,7 +64,7 @@ def test_create_80_conversations_end_to_end(service, machine, make_conversations
     job = run(service, machine, kind="create", conversation_ids=ids, name="Eighty")
     assert job["status"] == "succeeded", job["error"]
     assert job["total_batches"] == 8 and sorted(job["completed_batches"]) == list(range(8))
-    f = service.show_file(OWNER, str(job["file_id"]))
+    f = service.reading.show_file(OWNER, str(job["file_id"]))
     assert f["file"]["conversation_count"] == 80 and f["file"]["current_version"] == 1
     assert [m["conversation_id"] for m in f["members"]] == ids  # request order
     doc = orjson.loads(artifacts(service, str(job["file_id"]))["json"])
@@ -85,7 +85,7 @@ def test_add_publishes_next_version_and_keeps_the_old_one(service, machine, make
     v1 = artifacts(service, file_id)
     added = run(service, machine, kind="add", conversation_ids=second, file_id=file_id)
     assert added["status"] == "succeeded", added["error"]
-    shown = service.show_file(OWNER, file_id)
+    shown = service.reading.show_file(OWNER, file_id)
     assert shown["file"]["current_version"] == 2
     assert [m["conversation_id"] for m in shown["members"]] == first + second
     assert artifacts(service, file_id, 1) == v1
@@ -123,7 +123,7 @@ def test_failed_create_leaves_no_file(service, machine, make_conversations):
     job = run(service, machine, kind="create", conversation_ids=make_conversations(3), name="Never")
     assert job["status"] == "failed" and job["file_id"] is None
     assert snapshot(service) == before
-    assert service.list_files(OWNER) == []
+    assert service.reading.list_files(OWNER) == []
 
 
 def test_invalid_enriched_file_fails_the_job_with_per_conversation_errors(service, machine, make_conversations):
@@ -158,7 +158,7 @@ def test_crash_between_any_two_writes_then_retry_gives_the_fault_free_result(ser
     assert reference_job["status"] == "succeeded"
     writes = getattr(counter, attr) - start
     reference = artifacts(service, file_id)
-    reference_members = [m["conversation_id"] for m in service.show_file(OWNER, file_id)["members"]]
+    reference_members = [m["conversation_id"] for m in service.reading.show_file(OWNER, file_id)["members"]]
     assert writes > 5
 
     for n in range(1, writes + 1):
@@ -169,7 +169,7 @@ def test_crash_between_any_two_writes_then_retry_gives_the_fault_free_result(ser
         counter.fail_at = None
         assert job["status"] == "succeeded", (n, job["error"])
         got = artifacts(service, str(f2["file_id"]))
-        members = [m["conversation_id"] for m in service.show_file(OWNER, str(f2["file_id"]))["members"]]
+        members = [m["conversation_id"] for m in service.reading.show_file(OWNER, str(f2["file_id"]))["members"]]
         assert members == reference_members, n
         # byte-identical apart from the file's own name
         assert got["jsonl"].replace(name.encode(), b"Crashy") == reference["jsonl"], n
@@ -190,36 +190,36 @@ def test_second_job_on_a_busy_file_is_refused_and_nothing_is_lost(service, machi
 
     machine.fault = hold
     a_ids, b_ids = make_conversations(3), make_conversations(3)
-    job_a = service.start_job(OWNER, kind="add", conversation_ids=a_ids, file_id=file_id)
+    job_a = service.jobs.start_job(OWNER, kind="add", conversation_ids=a_ids, file_id=file_id)
     assert entered.wait(60)
     with pytest.raises(FileBusy) as busy:
-        service.start_job(OWNER, kind="add", conversation_ids=b_ids, file_id=file_id)
+        service.jobs.start_job(OWNER, kind="add", conversation_ids=b_ids, file_id=file_id)
     assert str(job_a["id"]) in busy.value.message
     gate.set()
     machine.wait(job_a["execution_arn"])
     machine.fault = None
     assert run(service, machine, kind="add", conversation_ids=b_ids, file_id=file_id)["status"] == "succeeded"
-    members = [m["conversation_id"] for m in service.show_file(OWNER, file_id)["members"]]
+    members = [m["conversation_id"] for m in service.reading.show_file(OWNER, file_id)["members"]]
     assert len(members) == 8 and len(set(members)) == 8
 
 
 def test_same_idempotency_key_starts_one_execution(service, machine, make_conversations):
     ids = make_conversations(2)
-    a = service.start_job(OWNER, kind="create", conversation_ids=ids, name="Once", idempotency_key="click-1")
-    b = service.start_job(OWNER, kind="create", conversation_ids=ids, name="Once", idempotency_key="click-1")
+    a = service.jobs.start_job(OWNER, kind="create", conversation_ids=ids, name="Once", idempotency_key="click-1")
+    b = service.jobs.start_job(OWNER, kind="create", conversation_ids=ids, name="Once", idempotency_key="click-1")
     assert a["id"] == b["id"] and a["execution_arn"] == b["execution_arn"]
     machine.wait(a["execution_arn"])
-    c = service.start_job(OWNER, kind="create", conversation_ids=ids, name="Once", idempotency_key="click-1")
+    c = service.jobs.start_job(OWNER, kind="create", conversation_ids=ids, name="Once", idempotency_key="click-1")
     assert c["id"] == a["id"] and c["status"] == "succeeded"
     executions = machine.client.list_executions(stateMachineArn=machine.arn)["executions"]
     assert len(executions) == 1
-    assert len(service.list_files(OWNER)) == 1
+    assert len(service.reading.list_files(OWNER)) == 1
 
 
 def test_blocked_selection_starts_nothing(service, machine, make_conversations):
     ids = make_conversations(2)
     with pytest.raises(SelectionBlocked) as blocked:
-        service.start_job(OWNER, kind="create", conversation_ids=ids + [ids[0], "nope"], name="X")
+        service.jobs.start_job(OWNER, kind="create", conversation_ids=ids + [ids[0], "nope"], name="X")
     codes = {(d["conversation_id"], d["code"]) for d in blocked.value.details}
     assert codes == {(ids[0], "repeated_in_request"), ("nope", "not_found")}
     assert machine.client.list_executions(stateMachineArn=machine.arn)["executions"] == []

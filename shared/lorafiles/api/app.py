@@ -192,7 +192,7 @@ IdempotencyKey = Annotated[
           responses=_responses(200, "Every problem, per conversation (`ok` true when there is none).", 404,
                                body=True))
 def validate_selection(body: ValidateSelectionRequest) -> SelectionReport:
-    return get_service().validate_selection(owner(), body.conversation_ids, name=body.name,
+    return get_service().jobs.validate_selection(owner(), body.conversation_ids, name=body.name,
                                             file_id=str(body.file_id) if body.file_id else None)
 
 
@@ -201,7 +201,7 @@ def validate_selection(body: ValidateSelectionRequest) -> SelectionReport:
           responses=_responses(202, "Job started (or the job of this Idempotency-Key).", body=True))
 def create_training_file(body: CreateTrainingFileRequest,
                          idempotency_key: IdempotencyKey = None) -> Response[JobAccepted]:
-    job = get_service().start_job(owner(), kind="create", conversation_ids=body.conversation_ids, name=body.name,
+    job = get_service().jobs.start_job(owner(), kind="create", conversation_ids=body.conversation_ids, name=body.name,
                                   description=body.description, idempotency_key=idempotency_key)
     return _accepted(job)
 
@@ -211,7 +211,7 @@ def create_training_file(body: CreateTrainingFileRequest,
           responses=_responses(202, "Job started (or the job of this Idempotency-Key).", 404, 409, body=True))
 def add_conversations(file_id: UUID, body: AddConversationsRequest,
                       idempotency_key: IdempotencyKey = None) -> Response[JobAccepted]:
-    job = get_service().start_job(owner(), kind="add", conversation_ids=body.conversation_ids,
+    job = get_service().jobs.start_job(owner(), kind="add", conversation_ids=body.conversation_ids,
                                   file_id=str(file_id), idempotency_key=idempotency_key)
     return _accepted(job)
 
@@ -219,14 +219,14 @@ def add_conversations(file_id: UUID, body: AddConversationsRequest,
 @app.get("/training-files", tags=["training-files"], operation_id="listTrainingFiles",
          summary="My training files, newest first", responses=_responses(200, "My training files."))
 def list_training_files() -> TrainingFileList:
-    return {"items": [_file_summary(f) for f in get_service().list_files(owner())]}
+    return {"items": [_file_summary(f) for f in get_service().reading.list_files(owner())]}
 
 
 @app.get("/training-files/<file_id>", tags=["training-files"], operation_id="getTrainingFile",
          summary="One training file: figures, members, versions, current job",
          responses=_responses(200, "The training file.", 404))
 def get_training_file(file_id: UUID) -> TrainingFileDetail:
-    shown = get_service().show_file(owner(), str(file_id))
+    shown = get_service().reading.show_file(owner(), str(file_id))
     f, job = shown["file"], shown["current_job"]
     return {
         **_file_summary(f), "target_model": f["target_model"], "vertical": f["vertical"],
@@ -244,7 +244,7 @@ def get_training_file(file_id: UUID) -> TrainingFileDetail:
 @app.get("/jobs/<job_id>", tags=["jobs"], operation_id="getJob", summary="Status and progress of a job",
          responses=_responses(200, "The job.", 404))
 def get_job(job_id: UUID) -> JobStatus:
-    return _job_status(get_service().get_job(owner(), str(job_id)))
+    return _job_status(get_service().reading.get_job(owner(), str(job_id)))
 
 
 @app.get("/training-files/<file_id>/download", tags=["training-files"], operation_id="getDownloadLink",
@@ -255,7 +255,7 @@ def get_download_link(
     format: Annotated[Literal["json", "jsonl"], Query(description="Full Training JSON or JSONL.")] = "json",
     version: Annotated[Optional[int], Query(ge=1, le=2**31 - 1, description="Default: the current version.")] = None,
 ) -> DownloadLink:
-    link = get_service().presign_download(owner(), str(file_id), format, version)
+    link = get_service().reading.presign_download(owner(), str(file_id), format, version)
     return {**link, "format": format}
 
 
@@ -283,7 +283,7 @@ def list_conversations(
                 eligible=eligible),
         Sort(sort, order), Page(limit=limit, offset=offset, cursor=cursor))
     page["training_files"] = [{k: f[k] for k in ("id", "name", "status", "conversation_count")}
-                              for f in service.list_files(owner())]
+                              for f in service.reading.list_files(owner())]
     return page
 
 

@@ -315,5 +315,5 @@ def _import_samples(ctx: Any, count: int) -> None:
     with tempfile.TemporaryDirectory(prefix="lorafiles-samples-") as tmp:
         paths = write_sample_dir(Path(tmp), count, seed=int(time.time()) % 100_000, target_bytes=20_000)
         batch = str(uuid.uuid4())
-        result = ctx.service.import_files(ctx.owner, paths, batch_id=batch)
+        result = ctx.service.importing.import_files(ctx.owner, paths, batch_id=batch)
     print(f"imported {len(result['imported'])} sample conversation(s) in batch {batch}", flush=True)

@@ -45,7 +45,7 @@ def pipeline_step(model: type[M]) -> Callable[[Callable[[M], dict[str, Any]]], C
             except LorafilesError as exc:
                 logger.warning("step failed", extra={"code": exc.code, "error": exc.message})
                 metrics.add_metric(name="StepFailures", unit=MetricUnit.Count, value=1)
-                get_service().record_failure(step.job_id, exc)
+                get_service().steps.record_failure(step.job_id, exc)
                 raise
             return result
 
