@@ -20,6 +20,8 @@ import orjson
 
 from .config import LOCAL_OWNER, Settings
 from .errors import LorafilesError
+from .tokens import SUPPORTED_MODELS
+from .usecases.common import ARTIFACTS
 
 EXIT_USER_ERROR = 1
 
@@ -122,12 +124,44 @@ def _run_job(ctx: Context, job: dict[str, Any]) -> int:
     shown = ctx.service.reading.show_file(ctx.owner, str(job["file_id"]))
     result = _file_summary(ctx, shown["file"])
     result["job_id"] = job_id
+    result["exports"] = _exports_summary(shown["file"])
     result["warnings"] = sum(len(m["warnings"]) for m in shown["members"] if str(m["job_id"]) == job_id)
     emit(ctx, result, lambda r: (
         f"training file {r['id']} '{r['name']}' v{r['version']}: {r['conversations']} conversations, "
         f"{r['training_pairs']} training pairs, {r['turns']} turns ({r['warnings']} warnings)\n"
-        f"  json:  {r['json']}\n  jsonl: {r['jsonl']}"))
+        f"  json:  {r['json']}\n  jsonl: {r['jsonl']}\n" + _exports_text(r["exports"])))
     return 0
+
+
+def _exports_summary(f: dict[str, Any]) -> dict[str, Any] | None:
+    """The current version's export figures, as `show` and `create` print them."""
+    x = f.get("export_summary") or {}
+    if not x:
+        return None
+    return {"policy": f.get("policy"),
+            "formats": {fmt: {"lines": v["lines"], "total_tokens": v["total_tokens"],
+                              "trainable_tokens_per_epoch": v["trainable_tokens_per_epoch"],
+                              "examples_over_max_length": v["examples_over_max_length"]}
+                        for fmt, v in x["formats"].items()},
+            "exclusions": {r: e for r, e in x["exclusions"].items() if e["count"]},
+            "trims": x["trims"], "changes": {k: n for k, n in x["changes"].items() if n}}
+
+
+def _exports_text(x: dict[str, Any] | None) -> str:
+    if not x:
+        return "  exports: none (published before trainer exports existed; regenerate the file)"
+    p = x["policy"] or {}
+    lines = [f"  exports for {p.get('target_model')} (max_length {p.get('max_length')}, "
+             f"over-length {p.get('over_length')}):"]
+    for fmt, v in x["formats"].items():
+        t = v["total_tokens"]
+        lines.append(f"    {fmt:<9} {v['lines']:>6} lines  tokens min {t['min']} p50 {t['p50']} p95 {t['p95']} "
+                     f"max {t['max']}  trainable/epoch {v['trainable_tokens_per_epoch']}")
+    excl = ", ".join(f"{r} {e['count']} ({e['trainable_tokens']} tokens)" for r, e in x["exclusions"].items())
+    lines.append(f"    excluded: {excl or 'none'}; trimmed: {x['trims']['count']}")
+    changes = ", ".join(f"{k} {n}" for k, n in x["changes"].items())
+    lines.append(f"    changed (exports only): {changes or 'nothing'}")
+    return "\n".join(lines)
 
 
 def _conversation_ids(ctx: Context) -> list[str]:
@@ -136,16 +170,25 @@ def _conversation_ids(ctx: Context) -> list[str]:
     return list(ctx.args.conversations or [])
 
 
+def _policy(ctx: Context) -> dict[str, Any]:
+    """The training-policy flags given on the command line (the rest comes from the file or the default)."""
+    a = ctx.args
+    given = {"target_model": a.target_model, "max_length": a.max_length, "over_length": a.over_length,
+             "min_quality": a.min_quality, "fix_literal_escapes": a.fix_literal_escapes}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def cmd_create(ctx: Context) -> int:
     job = ctx.service.jobs.start_job(ctx.owner, kind="create", conversation_ids=_conversation_ids(ctx),
-                                name=ctx.args.name, description=ctx.args.description,
-                                idempotency_key=ctx.args.idempotency_key)
+                                     name=ctx.args.name, description=ctx.args.description,
+                                     idempotency_key=ctx.args.idempotency_key, policy=_policy(ctx))
     return _run_job(ctx, job)
 
 
 def cmd_add(ctx: Context) -> int:
     job = ctx.service.jobs.start_job(ctx.owner, kind="add", conversation_ids=_conversation_ids(ctx),
-                                file_id=ctx.args.file_id, idempotency_key=ctx.args.idempotency_key)
+                                     file_id=ctx.args.file_id, idempotency_key=ctx.args.idempotency_key,
+                                     policy=_policy(ctx))
     return _run_job(ctx, job)
 
 
@@ -175,6 +218,8 @@ def cmd_show(ctx: Context) -> int:
               "versions": [{"version": v["version"], "conversations": v["conversation_count"],
                             "training_pairs": v["training_pair_count"], "created_at": v["created_at"]}
                            for v in shown["versions"]],
+              "exports": _exports_summary(f),
+              "artifacts": sorted((f.get("artifacts") or {}) or [n for n in ("json", "jsonl") if f[f"{n}_path"]]),
               "members": [{"conversation_id": m["conversation_id"], "batch_id": m["batch_id"],
                            "training_pairs": m["training_pairs"], "quality_tier": m["quality_tier"],
                            "warnings": [w["code"] for w in m["warnings"]]} for m in shown["members"]],
@@ -189,6 +234,8 @@ def cmd_show(ctx: Context) -> int:
                  f"quality: {r['quality_summary']}", f"batches: {', '.join(r['batch_ids']) or '-'}"]
         lines += [f"  v{v['version']}: {v['conversations']} conversations, {v['training_pairs']} pairs"
                   for v in r["versions"]]
+        lines.append(_exports_text(r["exports"]))
+        lines.append(f"  artifacts: {', '.join(r['artifacts']) or '-'}")
         if r["job"]:
             j = r["job"]
             lines.append(f"job {j['id']} {j['kind']} {j['status']} at {j['step']} "
@@ -204,6 +251,21 @@ def cmd_download(ctx: Context) -> int:
     result = ctx.service.reading.download(ctx.owner, ctx.args.file_id, ctx.args.format, Path(ctx.args.out),
                                   version=ctx.args.version)
     emit(ctx, result, lambda r: f"wrote {r['path']} (v{r['version']}, {r['size']} bytes, sha256 {r['sha256']})")
+    return 0
+
+
+def cmd_preview(ctx: Context) -> int:
+    result = ctx.service.reading.preview(ctx.owner, ctx.args.file_id, ctx.args.format, ctx.args.n,
+                                         version=ctx.args.version)
+
+    def human(r: dict) -> str:
+        out = [f"{r['format']} v{r['version']} rendered for {r['model']} ({r['lines']} lines; "
+               "trained spans between ⟦TRAIN⟧ and ⟦/TRAIN⟧)"]
+        for e in r["examples"]:
+            out += [f"--- line {e['line']}: {e['total_tokens']} tokens, {e['trainable_tokens']} trainable", e["text"]]
+        return "\n".join(out)
+
+    emit(ctx, result, human)
     return 0
 
 
@@ -300,14 +362,29 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "create":
             group.add_argument("--all-imported", action="store_true", help="every conversation of the owner")
         p.add_argument("--idempotency-key", help="retrying with the same key starts one job")
+        policy = p.add_argument_group("training policy (default: the file's, else LORAFILES_* settings)")
+        policy.add_argument("--target-model", help=f"one of {', '.join(SUPPORTED_MODELS)}")
+        policy.add_argument("--max-length", type=int, help="tokens per example in the target model's template")
+        policy.add_argument("--over-length", choices=("drop_turn", "trim_history", "fail"),
+                            help="what to do with a turn whose example is longer than --max-length")
+        policy.add_argument("--min-quality", type=float, help="do not train on targets scored below this")
+        policy.add_argument("--fix-escapes", dest="fix_literal_escapes", action="store_true", default=None,
+                            help="literal backslash-n/-quote become real characters in the exports (default)")
+        policy.add_argument("--no-fix-escapes", dest="fix_literal_escapes", action="store_false",
+                            help="keep literal escapes in the exports as written")
     add("list", cmd_list, "list training files")
     p = add("show", cmd_show, "show a training file, its versions and its current job")
     p.add_argument("file_id")
     p = add("download", cmd_download, "download an artifact")
     p.add_argument("file_id")
-    p.add_argument("--format", choices=("json", "jsonl"), required=True)
+    p.add_argument("--format", choices=tuple(ARTIFACTS), required=True)
     p.add_argument("--version", type=int)
     p.add_argument("--out", required=True)
+    p = add("preview", cmd_preview, "print export lines as the trainer sees them (rendered, trained spans marked)")
+    p.add_argument("file_id")
+    p.add_argument("--n", type=int, default=3, help="how many lines (default 3)")
+    p.add_argument("--format", choices=("openai", "trl", "axolotl", "sharegpt"), default="openai")
+    p.add_argument("--version", type=int)
     p = add("regenerate", cmd_regenerate, "rebuild a training file (or every stale one) as a new version",
             pipeline=True)
     p.add_argument("file_id", nargs="?", metavar="FILE_ID", help="the training file to rebuild")

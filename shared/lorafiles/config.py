@@ -39,13 +39,33 @@ class Settings:
         default_factory=lambda: os.environ.get("LORAFILES_S3_BUCKET_CONVERSATIONS", "conversation-files"))
     bucket_training: str = field(default_factory=lambda: os.environ.get("LORAFILES_S3_BUCKET_TRAINING", "training-files"))
     supabase_url: str | None = field(default_factory=lambda: os.environ.get("SUPABASE_URL") or None)
-    target_model: str = field(default_factory=lambda: os.environ.get("LORAFILES_TARGET_MODEL", "llama-3.1-8b"))
+    # The deployment's default training policy (a create/add request may override any field).
+    # Default target: the app's own trainer, Mistral-7B-Instruct-v0.2 with 2048-token sequences.
+    target_model: str = field(default_factory=lambda: os.environ.get("LORAFILES_TARGET_MODEL", "mistral-7b-instruct-v0.2"))
+    max_length: int | None = field(default_factory=lambda: _int("LORAFILES_MAX_LENGTH", 0) or None)
+    over_length: str = field(default_factory=lambda: os.environ.get("LORAFILES_OVER_LENGTH", "drop_turn"))
+    min_quality: float | None = field(
+        default_factory=lambda: float(os.environ["LORAFILES_MIN_QUALITY"]) if os.environ.get("LORAFILES_MIN_QUALITY") else None)
+    fix_literal_escapes: bool = field(
+        default_factory=lambda: os.environ.get("LORAFILES_FIX_LITERAL_ESCAPES", "true").lower() not in ("0", "false", "no"))
     batch_size: int = field(default_factory=lambda: _int("LORAFILES_BATCH_SIZE", 10))
     map_concurrency: int = field(default_factory=lambda: _int("LORAFILES_MAP_CONCURRENCY", 4))
     read_concurrency: int = field(default_factory=lambda: _int("LORAFILES_READ_CONCURRENCY", 8))
     signed_url_ttl: int = field(default_factory=lambda: _int("LORAFILES_SIGNED_URL_TTL", 3600))
     job_timeout_seconds: int = field(default_factory=lambda: _int("LORAFILES_JOB_TIMEOUT_SECONDS", 1800))
     state_machine_arn: str | None = field(default_factory=lambda: os.environ.get("LORAFILES_STATE_MACHINE_ARN") or None)
+
+    def default_policy(self, **overrides: object):
+        """The deployment's training policy, with a request's fields laid over it (validated)."""
+        from .domain.exports import TrainingPolicy
+        from .tokens import canonical_model_id, default_max_length
+
+        model = canonical_model_id(str(overrides.get("target_model") or self.target_model))
+        fields = {"target_model": model, "max_length": self.max_length or default_max_length(model),
+                  "over_length": self.over_length, "min_quality": self.min_quality,
+                  "fix_literal_escapes": self.fix_literal_escapes}
+        fields.update({k: v for k, v in overrides.items() if k != "target_model"})
+        return TrainingPolicy(**fields)
 
     @property
     def local_storage_root(self) -> Path:

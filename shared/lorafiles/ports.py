@@ -112,7 +112,7 @@ class ChatModel(Protocol):
     """
 
     id: str                       # registry id, e.g. "mistral-7b-instruct-v0.2"
-    tokenizer_id: str             # what tokenizes, e.g. "mistral-common 1.13.1 SentencePiece v1 (tokenizer.model)"
+    tokenizer_id: str             # what tokenizes, e.g. "sentencepiece 0.2.3: SentencePiece v1 ... (mode)"
     vocab_sha256: str             # sha256 of the vocabulary file the tokenizer loads
     template_id: str              # e.g. "mistralai/Mistral-7B-Instruct-v0.2 tokenizer_config.json chat_template"
     template_sha256: str          # sha256 of the shipped template text

@@ -22,7 +22,7 @@ from ..observability import logger
 from ..runtime import get_service
 from . import errors as api_errors
 from .auth import get_verifier
-from .models import (AddConversationsRequest, ConversationPage, CreateTrainingFileRequest, DownloadLink,
+from .models import (AddConversationsRequest, ArtifactFormat, ConversationPage, CreateTrainingFileRequest, DownloadLink,
                      ErrorResponse, JobAccepted, JobStatus, SelectionReport, Text, TrainingFileDetail,
                      TrainingFileList, ValidateSelectionRequest)
 
@@ -202,7 +202,8 @@ def validate_selection(body: ValidateSelectionRequest) -> SelectionReport:
 def create_training_file(body: CreateTrainingFileRequest,
                          idempotency_key: IdempotencyKey = None) -> Response[JobAccepted]:
     job = get_service().jobs.start_job(owner(), kind="create", conversation_ids=body.conversation_ids, name=body.name,
-                                  description=body.description, idempotency_key=idempotency_key)
+                                       description=body.description, idempotency_key=idempotency_key,
+                                       policy=body.policy.overrides() if body.policy else None)
     return _accepted(job)
 
 
@@ -212,7 +213,8 @@ def create_training_file(body: CreateTrainingFileRequest,
 def add_conversations(file_id: UUID, body: AddConversationsRequest,
                       idempotency_key: IdempotencyKey = None) -> Response[JobAccepted]:
     job = get_service().jobs.start_job(owner(), kind="add", conversation_ids=body.conversation_ids,
-                                  file_id=str(file_id), idempotency_key=idempotency_key)
+                                       file_id=str(file_id), idempotency_key=idempotency_key,
+                                       policy=body.policy.overrides() if body.policy else None)
     return _accepted(job)
 
 
@@ -230,6 +232,7 @@ def get_training_file(file_id: UUID) -> TrainingFileDetail:
     f, job = shown["file"], shown["current_job"]
     return {
         **_file_summary(f), "target_model": f["target_model"], "vertical": f["vertical"],
+        "policy": f["policy"] or {}, "exports": f["export_summary"] or {},
         "batch_ids": f["batch_ids"], "scaffolding_distribution": f["scaffolding_distribution"],
         "stale_since": f["stale_since"],
         "members": [{**{k: m[k] for k in ("conversation_id", "position", "batch_id", "added_at", "job_id", "pairs",
@@ -248,11 +251,14 @@ def get_job(job_id: UUID) -> JobStatus:
 
 
 @app.get("/training-files/<file_id>/download", tags=["training-files"], operation_id="getDownloadLink",
-         summary="A short-lived signed URL to download the JSON or the JSONL",
+         summary="A short-lived signed URL to download one artifact of a version",
          responses=_responses(200, "Signed URL and what it points at.", 404))
 def get_download_link(
     file_id: UUID,
-    format: Annotated[Literal["json", "jsonl"], Query(description="Full Training JSON or JSONL.")] = "json",
+    format: Annotated[ArtifactFormat, Query(
+        description="`json` (Full Training JSON), `jsonl` (v4 JSONL), the trainer exports `openai`, `trl`, "
+                    "`axolotl`, `sharegpt`, their configs `axolotl_config` (axolotl.yml) and `dataset_info` "
+                    "(LLaMA-Factory), `report` (pre-flight report) or `manifest`.")] = "json",
     version: Annotated[Optional[int], Query(ge=1, le=2**31 - 1, description="Default: the current version.")] = None,
 ) -> DownloadLink:
     link = get_service().reading.presign_download(owner(), str(file_id), format, version)

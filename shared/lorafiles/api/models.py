@@ -9,6 +9,11 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ..domain.rules import NAME_MAX
+from ..tokens import SUPPORTED_MODELS
+from ..usecases.common import ARTIFACTS
+
+ArtifactFormat = Literal[tuple(ARTIFACTS)]  # type: ignore[valid-type]
+TargetModel = Literal[tuple(SUPPORTED_MODELS)]  # type: ignore[valid-type]
 
 
 def _storable(value: str) -> str:
@@ -84,14 +89,36 @@ class SelectionReport(BaseModel):
 
 
 # ------------------------------------------------------------------------------ jobs
+class TrainingPolicyRequest(_Strict):
+    """How the trainer-ready exports are built. Every field is optional: a create takes the rest from
+    the deployment's defaults, an add from the file's current policy (a changed policy re-renders
+    the file's existing members' exports; their content is unchanged)."""
+
+    target_model: TargetModel | None = Field(default=None, description="Tokenizer and chat template to build for.")
+    max_length: int | None = Field(default=None, ge=128, le=131072,
+                                   description="Most tokens per example, in the target model's template.")
+    over_length: Literal["drop_turn", "trim_history", "fail"] | None = Field(
+        default=None, description="A turn whose example is too long: not trained, trained with its oldest "
+                                  "history trimmed (the system message kept), or the job fails.")
+    min_quality: float | None = Field(default=None, ge=0, le=10,
+                                      description="Targets scored below this are context only.")
+    fix_literal_escapes: bool | None = Field(
+        default=None, description="Literal backslash-n / backslash-quote become real characters in the exports.")
+
+    def overrides(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
 class CreateTrainingFileRequest(_Strict):
     name: FileName = Field(description="Unique per user, ignoring case and surrounding spaces.")
     description: Description | None = None
     conversation_ids: Annotated[list[ConversationId], Field(max_length=MAX_IDS_PER_REQUEST)]
+    policy: TrainingPolicyRequest | None = None
 
 
 class AddConversationsRequest(_Strict):
     conversation_ids: Annotated[list[ConversationId], Field(max_length=MAX_IDS_PER_REQUEST)]
+    policy: TrainingPolicyRequest | None = None
 
 
 class JobLinks(BaseModel):
@@ -179,6 +206,15 @@ class Member(BaseModel):
     warnings: list[MemberWarning] = Field(description="Found when the conversation was added; they did not block it.")
 
 
+class Artifact(BaseModel):
+    file: str = Field(description="File name in the version folder.")
+    content_type: str
+    size: int
+    sha256: str
+    lines: int
+    path: str
+
+
 class Version(BaseModel):
     version: int
     job_id: UUID
@@ -190,10 +226,17 @@ class Version(BaseModel):
     jsonl_size: int
     json_sha256: str
     jsonl_sha256: str
+    policy: dict[str, Any] | None = Field(default=None, description="The training policy it was built with.")
+    artifacts: dict[str, Artifact] = Field(
+        default_factory=dict, description="Every artifact (empty for versions built before the exports existed).")
+    export_summary: dict[str, Any] = Field(
+        default_factory=dict, description="Token statistics per export, exclusions by reason, changes (report.json's summary).")
 
 
 class TrainingFileDetail(TrainingFileSummary):
     target_model: str
+    policy: dict[str, Any] = Field(description="The training policy of the current version (and of the next add).")
+    exports: dict[str, Any] = Field(description="The current version's export figures (see Version.export_summary).")
     vertical: str | None
     batch_ids: list[UUID]
     scaffolding_distribution: dict[str, Any]
@@ -206,8 +249,9 @@ class TrainingFileDetail(TrainingFileSummary):
 class DownloadLink(BaseModel):
     url: str = Field(description="Signed GET URL; expires after `expires_in` seconds.")
     expires_in: int
-    filename: str = Field(description="`<file name>.json` or `<file name>.jsonl` (Content-Disposition).")
-    format: Literal["json", "jsonl"]
+    filename: str = Field(description="`<file name>.json`/`.jsonl` for the v4 files, `<file name>-v<N>-<artifact "
+                                      "file>` for the others (Content-Disposition).")
+    format: ArtifactFormat
     version: int
     size: int
     sha256: str
@@ -254,5 +298,5 @@ class PresignDownloadEvent(_Strict):
 
     owner_id: UUID
     file_id: UUID
-    format: Literal["json", "jsonl"]
+    format: ArtifactFormat
     version: int | None = Field(default=None, ge=1)

@@ -20,7 +20,17 @@ _STATS = tuple(ConversationStats.__dataclass_fields__)
 _ITEM_COLS = (
     "conversation_pk", "batch_id", "source_file", "source_sha256", "json_fragment_key", "jsonl_fragment_key",
     "json_fragment_size", "jsonl_fragment_size", *_STATS, "warnings",
+    "exports_fragment_key", "exports_fragment_size", "exports_layout", "export_stats", "policy_digest",
 )
+_JSONB = frozenset({"warnings", "consultant_profile", "exports_layout", "export_stats", "quality_summary",
+                    "scaffolding_distribution", "policy", "artifacts", "export_summary", "error"})
+FRAGMENT_COLUMNS = ("json_fragment_key", "jsonl_fragment_key", "exports_fragment_key")
+ITEM_COLUMNS = _ITEM_COLS
+
+
+def _jsonb(row: dict[str, Any]) -> dict[str, Any]:
+    """Wrap the JSONB columns' values for psycopg."""
+    return {k: Jsonb(v) if k in _JSONB and v is not None else v for k, v in row.items()}
 _MEMBER_COPY = ", ".join(_ITEM_COLS)
 
 
@@ -109,11 +119,11 @@ class Repository:
                          (owner_id,))
 
     def insert_file(self, owner_id: str, name: str, description: str | None, target_model: str,
-                    created_at: Any) -> dict[str, Any]:
+                    created_at: Any, policy: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._one(
-            """insert into lora_training_files (owner_id, name, description, target_model, created_at)
-               values (%s, %s, %s, %s, %s) returning *""",
-            (owner_id, name, description, target_model, created_at),
+            """insert into lora_training_files (owner_id, name, description, target_model, created_at, policy)
+               values (%s, %s, %s, %s, %s, %s) returning *""",
+            (owner_id, name, description, target_model, created_at, Jsonb(policy or {})),
         )
 
     def delete_file(self, file_id: str) -> None:
@@ -132,6 +142,18 @@ class Repository:
     def members(self, file_id: str) -> list[dict[str, Any]]:
         return self._all("select * from lora_training_file_members where file_id = %s order by position", (file_id,))
 
+    def members_rendered_otherwise(self, file_id: str, policy_digest: str) -> list[str]:
+        """Members (in order) whose exports were not rendered under the given policy."""
+        rows = self._all("""select conversation_id from lora_training_file_members
+                             where file_id = %s and policy_digest is distinct from %s order by position""",
+                         (file_id, policy_digest))
+        return [r["conversation_id"] for r in rows]
+
+    def members_by_ids(self, file_id: str, conversation_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        rows = self._all("select * from lora_training_file_members where file_id = %s and conversation_id = any(%s)",
+                         (file_id, list(conversation_ids)))
+        return {r["conversation_id"]: r for r in rows}
+
     def versions(self, file_id: str) -> list[dict[str, Any]]:
         return self._all("select * from lora_training_file_versions where file_id = %s order by version", (file_id,))
 
@@ -144,11 +166,13 @@ class Repository:
         """Insert a job, or return the existing one with the same idempotency key. (row, created)."""
         row = self._one(
             """insert into lora_training_jobs (owner_id, file_id, kind, file_name, description, requested_ids,
-                                               batch_size, total_batches, idempotency_key, created_at)
+                                               rerender_ids, policy, batch_size, total_batches, idempotency_key,
+                                               created_at)
                values (%(owner_id)s, %(file_id)s, %(kind)s, %(file_name)s, %(description)s, %(requested_ids)s,
-                       %(batch_size)s, %(total_batches)s, %(idempotency_key)s, %(created_at)s)
+                       %(rerender_ids)s, %(policy)s, %(batch_size)s, %(total_batches)s, %(idempotency_key)s,
+                       %(created_at)s)
                on conflict (owner_id, idempotency_key) do nothing returning *""",
-            job,
+            _jsonb({"rerender_ids": [], "policy": None, **job}),
         )
         if row is not None:
             return row, True
@@ -173,7 +197,7 @@ class Repository:
 
     def update_job(self, job_id: str, **fields: Any) -> dict[str, Any]:
         cols = ", ".join(f"{k} = %({k})s" for k in fields)
-        values = {k: Jsonb(v) if k == "error" and v is not None else v for k, v in fields.items()}
+        values = _jsonb(fields)
         return self._one(f"update lora_training_jobs set {cols} where id = %(_id)s returning *", {**values, "_id": job_id})
 
     def record_first_error(self, job_id: str, error: dict[str, Any]) -> None:
@@ -207,22 +231,21 @@ class Repository:
                 f"""insert into lora_training_job_items ({", ".join(cols)})
                     values ({", ".join(f"%({c})s" for c in cols)})
                     on conflict (job_id, conversation_id) do update set {updates}""",
-                [{k: Jsonb(item[k]) if k in ("warnings", "consultant_profile") else item[k] for k in cols}
-                 for item in items],
+                [_jsonb({k: item[k] for k in cols}) for item in items],
             )
 
     def delete_items(self, job_id: str) -> None:
         self.conn.execute("delete from lora_training_job_items where job_id = %s", (job_id,))
 
     def item_fragment_keys(self, job_id: str) -> list[str]:
-        rows = self._all("select json_fragment_key, jsonl_fragment_key from lora_training_job_items where job_id = %s",
+        rows = self._all(f"select {', '.join(FRAGMENT_COLUMNS)} from lora_training_job_items where job_id = %s",
                          (job_id,))
-        return [k for r in rows for k in (r["json_fragment_key"], r["jsonl_fragment_key"])]
+        return [r[k] for r in rows for k in FRAGMENT_COLUMNS if r[k]]
 
     def referenced_fragment_keys(self, file_id: str) -> set[str]:
-        rows = self._all("select json_fragment_key, jsonl_fragment_key from lora_training_file_members where file_id = %s",
+        rows = self._all(f"select {', '.join(FRAGMENT_COLUMNS)} from lora_training_file_members where file_id = %s",
                          (file_id,))
-        return {k for r in rows for k in (r["json_fragment_key"], r["jsonl_fragment_key"])}
+        return {r[k] for r in rows for k in FRAGMENT_COLUMNS if r[k]}
 
     def first_item(self, job_id: str) -> dict[str, Any] | None:
         return self._one("select vertical, consultant_profile from lora_training_job_items where job_id = %s "
@@ -234,7 +257,8 @@ class Repository:
     def version_entries(self, file_id: str, job_id: str) -> Iterator[dict[str, Any]]:
         """The next version's conversations in order: current members (replaced by this job's item
         where the job regenerates them), then this job's new items. Streams with a server-side cursor."""
-        fields = ("source_file", "json_fragment_key", "jsonl_fragment_key", "batch_id", *_STATS)
+        fields = ("source_file", "source_sha256", "json_fragment_key", "jsonl_fragment_key", "batch_id", *_STATS,
+                  "exports_fragment_key", "exports_layout", "export_stats", "policy_digest", "warnings")
         cols = ", ".join(f"case when i.job_id is null then m.{c} else i.{c} end as {c}" for c in fields)
         new_cols = ", ".join(f"i.{c}" for c in fields)
         sql = f"""
@@ -260,7 +284,7 @@ class Repository:
                 file_fields: dict[str, Any]) -> None:
         """Make the staged items members and point the file at the new version (caller holds the file lock)."""
         file_id, job_id = file_row["id"], job["id"]
-        vr = {k: Jsonb(v) if k in ("quality_summary", "scaffolding_distribution") else v for k, v in version_row.items()}
+        vr = _jsonb(version_row)
         self.conn.execute(
             f"insert into lora_training_file_versions ({', '.join(vr)}) values ({', '.join(f'%({k})s' for k in vr)})", vr)
         # regenerated members: replace their content in place
@@ -285,8 +309,7 @@ class Repository:
                                     where m.file_id = %(file)s and m.conversation_id = i.conversation_id)""",
             {"file": file_id, "job": job_id, "owner": job["owner_id"]},
         )
-        ff = {k: Jsonb(v) if k in ("quality_summary", "scaffolding_distribution", "consultant_profile") else v
-              for k, v in file_fields.items()}
+        ff = _jsonb(file_fields)
         cols = ", ".join(f"{k} = %({k})s" for k in ff)
         self.conn.execute(
             f"""update lora_training_files set {cols},

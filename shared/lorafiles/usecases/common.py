@@ -15,7 +15,21 @@ from ..ports import ObjectStore
 
 INPUT_BUCKET = "conversation-files"
 OUTPUT_BUCKET = "training-files"
-FORMATS = {"json": "training.json", "jsonl": "training.jsonl"}
+FORMATS = {"json": "training.json", "jsonl": "training.jsonl"}  # the v4 artifacts
+# Every artifact of a version: name (as in `download --format` and the API's `format=`) ->
+# (file name in the version folder, content type it is uploaded with).
+ARTIFACTS = {
+    "json": ("training.json", "application/json"),
+    "jsonl": ("training.jsonl", "application/jsonl"),
+    "openai": ("openai.jsonl", "application/jsonl"),
+    "trl": ("trl.jsonl", "application/jsonl"),
+    "axolotl": ("axolotl.jsonl", "application/jsonl"),
+    "axolotl_config": ("axolotl.yml", "application/yaml"),
+    "sharegpt": ("sharegpt.jsonl", "application/jsonl"),
+    "dataset_info": ("dataset_info.json", "application/json"),
+    "report": ("report.json", "application/json"),
+    "manifest": ("manifest.json", "application/json"),
+}
 
 
 class JobStarter(Protocol):
@@ -64,8 +78,8 @@ class UseCase:
         return self.ctx.clock()
 
 
-def artifact_key(owner_id: str, file_id: str, version: int, fmt: str) -> str:
-    return f"{owner_id}/{file_id}/v{version}/{FORMATS[fmt]}"
+def artifact_key(owner_id: str, file_id: str, version: int, name: str) -> str:
+    return f"{owner_id}/{file_id}/v{version}/{ARTIFACTS[name][0]}"
 
 
 def execution_name(job: dict[str, Any]) -> str:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import psycopg
+from pydantic import ValidationError
 
 from ..db.repository import Repository
+from ..domain.exports import TrainingPolicy
 from ..domain.rules import normalize_name
 from ..errors import FileBusy, InvalidRequest, JobStateError, NotFound, SelectionBlocked
 from ..storage import get_many
+from ..tokens import UnknownModel, canonical_model_id
 from .common import INPUT_BUCKET, UseCase, blocked_message, execution_name, path_of, selection_problems
 
 
@@ -27,8 +30,11 @@ class JobStarting(UseCase):
 
     def start_job(self, owner_id: str, *, kind: str, conversation_ids: Sequence[str], name: str | None = None,
                   description: str | None = None, file_id: str | None = None,
-                  idempotency_key: str | None = None) -> dict[str, Any]:
-        """Validate, register and start a create/add job. A repeated idempotency key returns the same job."""
+                  idempotency_key: str | None = None, policy: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Validate, register and start a create/add job. A repeated idempotency key returns the same job.
+
+        `policy` holds training-policy fields that override the file's policy (add) or the
+        deployment's default (create); the job records the whole resolved policy."""
         if kind not in ("create", "add"):
             raise InvalidRequest(f"unknown job kind {kind!r}")
         key = idempotency_key or str(uuid.uuid4())
@@ -39,9 +45,35 @@ class JobStarting(UseCase):
                                              name=name if kind == "create" else None)
             if not report["ok"]:
                 raise SelectionBlocked(blocked_message(report["problems"]), details=report["problems"])
+            resolved = self.resolve_policy(owner_id, file_id if kind == "add" else None, policy)
             row = self._insert_job(owner_id, kind=kind, ids=list(conversation_ids), file_id=file_id,
-                                   name=normalize_name(name) if name else None, description=description, key=key)
+                                   name=normalize_name(name) if name else None, description=description, key=key,
+                                   policy=resolved)
         return self._ensure_started(row)
+
+    def resolve_policy(self, owner_id: str, file_id: str | None,
+                       overrides: Mapping[str, Any] | None) -> TrainingPolicy:
+        """A request's policy fields laid over the file's policy (or the deployment default)."""
+        overrides = dict(overrides or {})
+        try:
+            if file_id is None:
+                return self.settings.default_policy(**overrides)
+            with self.db.connection() as conn:
+                f = Repository(conn).file(file_id, owner_id)
+            if f is None:
+                raise NotFound(f"training file {file_id} not found")
+            base = (f["policy"] or self.settings.default_policy(target_model=f["target_model"]).model_dump(mode="json"))
+            if "target_model" in overrides:
+                overrides["target_model"] = canonical_model_id(str(overrides["target_model"]))
+            return TrainingPolicy(**{**base, **overrides})
+        except UnknownModel as exc:
+            raise InvalidRequest(str(exc), details=[{"field": "policy.target_model", "code": "unknown_model",
+                                                     "message": str(exc)}]) from None
+        except ValidationError as exc:
+            details = [{"field": "policy." + ".".join(str(p) for p in e["loc"]), "code": "invalid_policy",
+                        "message": e["msg"]} for e in exc.errors()]
+            raise InvalidRequest("invalid training policy: " + "; ".join(f"{d['field']}: {d['message']}"
+                                                                        for d in details), details=details) from None
 
     def start_regenerate(self, owner_id: str, file_id: str, *, idempotency_key: str | None = None,
                          only_changed: bool = False) -> dict[str, Any]:
@@ -56,7 +88,7 @@ class JobStarting(UseCase):
             ids = self._changed_members(owner_id, members) or ids
         key = idempotency_key or str(uuid.uuid4())
         row = self._insert_job(owner_id, kind="regenerate", ids=ids, file_id=file_id, name=None, description=None,
-                               key=key)
+                               key=key, policy=self.resolve_policy(owner_id, file_id, None))
         return self._ensure_started(row)
 
     def _changed_members(self, owner_id: str, members: list[dict[str, Any]]) -> list[str]:
@@ -74,11 +106,14 @@ class JobStarting(UseCase):
         return {p: hashlib.sha256(b).hexdigest() if isinstance(b, bytes) else b for p, b in blobs.items()}
 
     def _insert_job(self, owner_id: str, *, kind: str, ids: list[str], file_id: str | None, name: str | None,
-                    description: str | None, key: str) -> dict[str, Any]:
+                    description: str | None, key: str, policy: TrainingPolicy | None = None) -> dict[str, Any]:
         batch = max(1, self.settings.batch_size)
+        policy = policy or self.settings.default_policy()
+        # total_batches counts the requested conversations; create-file adds the members it must
+        # re-render (a changed policy) once it holds the file's lock.
         job = {"owner_id": owner_id, "file_id": file_id, "kind": kind, "file_name": name, "description": description,
                "requested_ids": ids, "batch_size": batch, "total_batches": (len(ids) + batch - 1) // batch,
-               "idempotency_key": key, "created_at": self.clock()}
+               "idempotency_key": key, "created_at": self.clock(), "policy": policy.model_dump(mode="json")}
         try:
             with self.db.connection() as conn:
                 row, _ = Repository(conn).insert_job(job)

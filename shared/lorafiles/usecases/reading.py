@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
+
+import orjson
 
 from ..db.repository import Repository
+from ..domain.exports import EXPORT_FORMATS, view_of
+from ..domain.preview import marked_render
+from ..tokens import get_model
 from ..errors import InvalidRequest, NotFound
-from .common import FORMATS, OUTPUT_BUCKET, UseCase
+from .common import ARTIFACTS, FORMATS, OUTPUT_BUCKET, UseCase
 
 
 class Reading(UseCase):
@@ -33,8 +38,8 @@ class Reading(UseCase):
 
     def artifact(self, owner_id: str, file_id: str, fmt: str, version: int | None = None) -> dict[str, Any]:
         """Where one artifact of a version lives (the owner's only)."""
-        if fmt not in FORMATS:
-            raise InvalidRequest(f"format must be json or jsonl, not {fmt!r}")
+        if fmt not in ARTIFACTS:
+            raise InvalidRequest(f"format must be one of {', '.join(ARTIFACTS)}, not {fmt!r}")
         with self.db.connection() as conn:
             repo = Repository(conn)
             f = repo.file(file_id, owner_id)
@@ -44,8 +49,40 @@ class Reading(UseCase):
             v = repo.version(file_id, number) if number else None
         if v is None:
             raise NotFound(f"training file {file_id} has no version {number}")
-        return {"bucket": OUTPUT_BUCKET, "key": v[f"{fmt}_path"], "version": number, "filename": f"{f['name']}.{fmt}",
-                "size": v[f"{fmt}_size"], "sha256": v[f"{fmt}_sha256"]}
+        a = (v["artifacts"] or {}).get(fmt)
+        if a is None and fmt in FORMATS:  # versions published before the exports existed
+            a = {"path": v[f"{fmt}_path"], "size": v[f"{fmt}_size"], "sha256": v[f"{fmt}_sha256"],
+                 "file": ARTIFACTS[fmt][0], "content_type": ARTIFACTS[fmt][1]}
+        if a is None:
+            raise NotFound(f"version {number} of training file {file_id} has no {fmt} artifact "
+                           "(it was published before trainer exports existed; regenerate the file)")
+        return {"bucket": OUTPUT_BUCKET, "key": a["path"], "version": number,
+                "filename": download_name(f["name"], number, fmt), "size": a["size"], "sha256": a["sha256"],
+                "content_type": a["content_type"], "lines": a.get("lines")}
+
+    def preview(self, owner_id: str, file_id: str, fmt: str = "openai", n: int = 3,
+                version: int | None = None) -> dict[str, Any]:
+        """The first `n` lines of an export, each rendered through the version's target model's chat
+        template with the trained spans marked (what the trainer will see)."""
+        if fmt not in EXPORT_FORMATS:
+            raise InvalidRequest(f"preview format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
+        if n < 1:
+            raise InvalidRequest(f"--n must be at least 1, not {n}")
+        a = self.artifact(owner_id, file_id, fmt, version)
+        with self.db.connection() as conn:
+            v = Repository(conn).version(file_id, a["version"])
+        model = get_model((v["policy"] or {}).get("target_model") or self.settings.target_model)
+        examples = []
+        with self.store.open_stream(a["bucket"], a["key"]) as src:
+            for number, line in enumerate(_lines(src), start=1):
+                if number > n:
+                    break
+                messages, trained = view_of(fmt, orjson.loads(line))
+                counted = model.count(messages, trained)
+                examples.append({"line": number, "text": marked_render(model, messages, trained),
+                                 "total_tokens": counted.total, "trainable_tokens": counted.trainable})
+        return {"file_id": file_id, "version": a["version"], "format": fmt, "model": model.id,
+                "lines": a.get("lines"), "examples": examples}
 
     def presign_download(self, owner_id: str, file_id: str, fmt: str, version: int | None = None,
                          expires_in: int | None = None) -> dict[str, Any]:
@@ -61,3 +98,22 @@ class Reading(UseCase):
             while chunk := src.read(1 << 20):
                 dst.write(chunk)
         return {**a, "path": str(out)}
+
+
+def download_name(file_name: str, version: int, fmt: str) -> str:
+    """The name a download is saved under: `<file name>.json|.jsonl` for the v4 files (as before),
+    `<file name>-v<N>-<artifact file>` for the exports, reports and configs."""
+    if fmt in FORMATS:
+        return f"{file_name}.{fmt}"
+    return f"{file_name}-v{version}-{ARTIFACTS[fmt][0]}"
+
+
+def _lines(src: BinaryIO, chunk: int = 1 << 16) -> Iterator[bytes]:
+    """Lines of a stream, read in chunks (an export can be large; a preview reads its start)."""
+    rest = b""
+    while data := src.read(chunk):
+        rest += data
+        *complete, rest = rest.split(b"\n")
+        yield from (line for line in complete if line)
+    if rest:
+        yield rest

@@ -5,38 +5,59 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any
 
 import psycopg
 
-from ..db.repository import Repository
+import orjson
+
+from ..config import Settings
+from ..db.repository import FRAGMENT_COLUMNS, ITEM_COLUMNS, Repository
+from ..domain import bundle
 from ..domain.enriched import parse_enriched
+from ..domain.exports import ExportAccumulator, MemberExports, TrainingPolicy, build_member_exports
 from ..domain.problems import ConversationReport
-from ..domain.render import FileHeader, MemberMeta, render_fragments, write_training_json, write_training_jsonl
+from ..domain.render import FileHeader, MemberMeta, render_fragments
 from ..domain.summary import ConversationStats, SummaryAccumulator, conversation_stats
 from ..errors import (ConversationsInvalid, InvalidRequest, JobStateError, LorafilesError, NameTaken, NotFound,
                       SelectionBlocked, TransientError)
-from ..ports import ObjectNotFound
+from ..ports import ChatModel, ObjectNotFound
 from ..storage import get_many, put_many
-from .common import (FORMATS, INPUT_BUCKET, OUTPUT_BUCKET, UseCase, artifact_key, blocked_message,
+from ..tokens import get_model
+from .common import (ARTIFACTS, INPUT_BUCKET, OUTPUT_BUCKET, UseCase, artifact_key, blocked_message,
                      selection_problems, source_file_of)
+from .publish import VersionWriter, read_members
 
 
 def _iso(ts: datetime) -> str:
     return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-class _HashingWriter:
-    def __init__(self, out: BinaryIO) -> None:
-        self.out, self.sha, self.size = out, hashlib.sha256(), 0
+def fragment_base(owner_id: str, file_id: str, conversation_id: str) -> str:
+    return f"{owner_id}/{file_id}/fragments/{conversation_id}"
 
-    def write(self, data: bytes) -> None:
-        self.out.write(data)
-        self.sha.update(data)
-        self.size += len(data)
+
+def job_policy(job: dict[str, Any], file_row: dict[str, Any] | None, settings: Settings) -> TrainingPolicy:
+    """The training policy a job builds with: its own (every job registered since exports exist has
+    one), else its file's, else the deployment default for the file's target model."""
+    if job.get("policy"):
+        return TrainingPolicy(**job["policy"])
+    if file_row is not None and file_row.get("policy"):
+        return TrainingPolicy(**file_row["policy"])
+    return settings.default_policy(target_model=file_row["target_model"]) if file_row else settings.default_policy()
+
+
+def _with_exports(item: dict[str, Any], base: str, exports: MemberExports, policy: TrainingPolicy) -> dict[str, Any]:
+    packed, layout = bundle.pack(exports)
+    key = f"{base}/{hashlib.sha256(packed).hexdigest()[:20]}.exports"
+    item.update({"exports_fragment_key": key, "exports_fragment_size": len(packed), "exports_layout": layout,
+                 "export_stats": exports.stats, "policy_digest": policy.digest()})
+    item["_objects"][key] = packed
+    return item
 
 
 class PipelineSteps(UseCase):
@@ -58,64 +79,75 @@ class PipelineSteps(UseCase):
             job = self._open_job(repo, job_id, step="create")
             owner = str(job["owner_id"])
             if job["kind"] == "create" and job["file_id"] is None:
+                policy = job_policy(job, None, self.settings)
                 try:
                     with conn.transaction():
-                        f = repo.insert_file(owner, job["file_name"], job["description"], self.settings.target_model,
-                                             created_at=job["created_at"])
+                        f = repo.insert_file(owner, job["file_name"], job["description"], policy.target_model,
+                                             created_at=job["created_at"], policy=policy.model_dump(mode="json"))
                 except psycopg.errors.UniqueViolation as exc:
                     raise NameTaken(f"you already have a training file named {job['file_name']!r}") from exc
                 job = repo.update_job(job_id, file_id=f["id"], base_version=0)
             elif job["base_version"] is None:
                 f = repo.file(str(job["file_id"]), owner, lock=True)
-                job = repo.update_job(job_id, base_version=f["current_version"])
+                # Members rendered under another policy (a changed policy, or a version built
+                # before exports existed) are re-rendered by this job's batches, after its own.
+                digest = job_policy(job, f, self.settings).digest()
+                requested = set(job["requested_ids"])
+                rerender = [c for c in repo.members_rendered_otherwise(str(f["id"]), digest) if c not in requested]
+                work = len(job["requested_ids"]) + len(rerender)
+                job = repo.update_job(job_id, base_version=f["current_version"], rerender_ids=rerender,
+                                      total_batches=(work + job["batch_size"] - 1) // job["batch_size"])
         return {"job_id": job_id, "file_id": str(job["file_id"]),
                 "batches": [{"job_id": job_id, "batch_index": i} for i in range(job["total_batches"])],
                 "max_concurrency": max(1, self.settings.map_concurrency)}
 
     def append_batch(self, job_id: str, batch_index: int) -> dict[str, Any]:
+        """Read, check and render one batch of the job's conversations, then stage them.
+
+        The job's work list is its requested conversations followed by the members it re-renders
+        (an add whose training policy differs from the file's: their exports are rebuilt from
+        their stored v4 fragments, so their content stays that of the current version)."""
         with self.db.connection() as conn:
             repo = Repository(conn)
             job = self._open_job(repo, job_id, step="append")
-            ids = list(job["requested_ids"])
+            work = [*job["requested_ids"], *job["rerender_ids"]]
             size = job["batch_size"]
             if not 0 <= batch_index < job["total_batches"]:
                 raise InvalidRequest(f"batch {batch_index} does not exist (job has {job['total_batches']})")
-            batch = ids[batch_index * size:(batch_index + 1) * size]
-            rows = repo.conversations_for_owner(str(job["owner_id"]), batch)
-        missing = [c for c in batch if c not in rows]
+            batch = work[batch_index * size:(batch_index + 1) * size]
+            rerender = set(job["rerender_ids"]) & set(batch)
+            fresh = [c for c in batch if c not in rerender]
+            rows = repo.conversations_for_owner(str(job["owner_id"]), fresh)
+            members = repo.members_by_ids(str(job["file_id"]), rerender) if rerender else {}
+        missing = [c for c in fresh if c not in rows] + [c for c in rerender if c not in members]
         if missing:
             raise ConversationsInvalid(f"conversations no longer available: {', '.join(missing)}",
                                        details=[{"conversation_id": c, "code": "not_found",
                                                  "message": "no such conversation"} for c in missing])
         file_id = str(job["file_id"])
-        blobs = get_many(self.store, INPUT_BUCKET, [rows[c]["enriched_file_path"] for c in batch],
+        policy = job_policy(job, None, self.settings)
+        model = get_model(policy.target_model)
+        blobs = get_many(self.store, INPUT_BUCKET, [rows[c]["enriched_file_path"] for c in fresh],
                          max_workers=self.settings.read_concurrency)
+        stored = get_many(self.store, OUTPUT_BUCKET, [members[c]["json_fragment_key"] for c in rerender],
+                          max_workers=self.settings.read_concurrency)
         reports: list[ConversationReport] = []
         items: list[dict[str, Any]] = []
         for offset, cid in enumerate(batch):
-            row = rows[cid]
-            path = row["enriched_file_path"]
-            blob = blobs[path]
-            if isinstance(blob, ObjectNotFound):
-                report = ConversationReport(conversation_id=cid, source=f"{INPUT_BUCKET}/{path}")
-                report.error("file_missing", f"enriched file {INPUT_BUCKET}/{path} is missing from storage")
-                reports.append(report)
-                continue
-            if isinstance(blob, Exception):
-                raise TransientError(f"reading {INPUT_BUCKET}/{path} for {cid} failed: {blob}")
-            parsed = parse_enriched(blob, source=f"{INPUT_BUCKET}/{path}", conversation_id=cid)
-            if not parsed.ok:
-                reports.append(parsed.report)
-                continue
-            items.append(self._stage_item(job, file_id, batch_index * size + offset, row, blob, parsed))
+            if cid in rerender:
+                item = self._rerender_item(job, members[cid], stored[members[cid]["json_fragment_key"]], policy,
+                                           model, reports)
+            else:
+                item = self._fresh_item(job, file_id, batch_index * size + offset, rows[cid],
+                                        blobs[rows[cid]["enriched_file_path"]], policy, model, reports)
+            if item is not None:
+                items.append(item)
         if reports:
             bad = ", ".join(f"{r.conversation_id} ({'; '.join(e.message for e in r.errors)})" for r in reports)
             raise ConversationsInvalid(f"{len(reports)} conversation(s) cannot be used: {bad}",
                                        details=[r.model_dump() for r in reports])
         # fragments first: the database never points at an object that is not there
-        put_many(self.store, OUTPUT_BUCKET, {k: v for i in items for k, v in
-                                             ((i["json_fragment_key"], i.pop("_json")),
-                                              (i["jsonl_fragment_key"], i.pop("_jsonl")))},
+        put_many(self.store, OUTPUT_BUCKET, {k: v for i in items for k, v in i.pop("_objects").items()},
                  max_workers=self.settings.read_concurrency)
         with self.db.connection() as conn:
             repo = Repository(conn)
@@ -124,7 +156,7 @@ class PipelineSteps(UseCase):
                 # The job failed meanwhile (another batch failed and compensation ran while this
                 # invocation was in flight): stage nothing and take back what this one wrote.
                 keep = repo.referenced_fragment_keys(file_id)
-                orphans = [k for i in items for k in (i["json_fragment_key"], i["jsonl_fragment_key"]) if k not in keep]
+                orphans = [i[k] for i in items for k in FRAGMENT_COLUMNS if i[k] not in keep]
             else:
                 orphans = []
                 repo.upsert_items(items)
@@ -135,20 +167,38 @@ class PipelineSteps(UseCase):
             raise JobStateError(f"job {job_id} is {job['status']}; batch {batch_index} was not staged")
         return {"job_id": job_id, "batch_index": batch_index, "staged": len(items)}
 
-    def _stage_item(self, job: dict[str, Any], file_id: str, position: int, row: dict[str, Any], blob: bytes,
-                    parsed) -> dict[str, Any]:
-        cid = row["conversation_id"]
+    def _fresh_item(self, job: dict[str, Any], file_id: str, position: int, row: dict[str, Any],
+                    blob: bytes | Exception, policy: TrainingPolicy, model: ChatModel,
+                    reports: list[ConversationReport]) -> dict[str, Any] | None:
+        """A conversation joining the file: parse its enriched file, render its v4 fragments and exports."""
+        cid, path = row["conversation_id"], row["enriched_file_path"]
+        if isinstance(blob, ObjectNotFound):
+            report = ConversationReport(conversation_id=cid, source=f"{INPUT_BUCKET}/{path}")
+            report.error("file_missing", f"enriched file {INPUT_BUCKET}/{path} is missing from storage")
+            reports.append(report)
+            return None
+        if isinstance(blob, Exception):
+            raise TransientError(f"reading {INPUT_BUCKET}/{path} for {cid} failed: {blob}")
+        parsed = parse_enriched(blob, source=f"{INPUT_BUCKET}/{path}", conversation_id=cid)
+        if not parsed.ok:
+            reports.append(parsed.report)
+            return None
+        exports = build_member_exports(cid, parsed.pairs, policy, model)
+        if not exports.ok:
+            parsed.report.errors.extend(exports.errors)
+            reports.append(parsed.report)
+            return None
         scaffolding = parsed.scaffolding(row)
         stats = conversation_stats(parsed, scaffolding)
         created = parsed.dataset_metadata.get("created_date") or (row["created_at"].date().isoformat()
                                                                   if row.get("created_at") else None)
-        source = source_file_of(row["enriched_file_path"])
+        source = source_file_of(path)
         meta = MemberMeta(conversation_id=cid, source_file=source, created_date=created,
                           batch_id=str(row["batch_id"]) if row.get("batch_id") else None,
                           total_turns=stats.pairs, quality_tier=stats.quality_tier, scaffolding=scaffolding)
         json_fragment, jsonl_fragment = render_fragments(parsed, meta)
-        base = f"{job['owner_id']}/{file_id}/fragments/{cid}"
-        return {
+        base = fragment_base(str(job["owner_id"]), file_id, cid)
+        item = {
             "job_id": str(job["id"]), "conversation_id": cid, "owner_id": str(job["owner_id"]), "position": position,
             "conversation_pk": row["conversation_pk"], "batch_id": row.get("batch_id"), "source_file": source,
             "source_sha256": hashlib.sha256(blob).hexdigest(),
@@ -157,8 +207,32 @@ class PipelineSteps(UseCase):
             "json_fragment_size": len(json_fragment), "jsonl_fragment_size": len(jsonl_fragment),
             **stats.as_dict(), "warnings": [w.model_dump() for w in parsed.report.warnings],
             "vertical": parsed.dataset_metadata.get("vertical"), "consultant_profile": parsed.consultant_profile,
-            "_json": json_fragment, "_jsonl": jsonl_fragment,
+            "_objects": {},
         }
+        item["_objects"] = {item["json_fragment_key"]: json_fragment, item["jsonl_fragment_key"]: jsonl_fragment}
+        return _with_exports(item, base, exports, policy)
+
+    def _rerender_item(self, job: dict[str, Any], member: dict[str, Any], fragment: bytes | Exception,
+                       policy: TrainingPolicy, model: ChatModel, reports: list[ConversationReport]) -> dict[str, Any] | None:
+        """A member whose exports are rebuilt under a new policy, from its stored v4 fragment (its
+        content, checksums and v4 fragments stay those of the current version)."""
+        cid = member["conversation_id"]
+        if isinstance(fragment, Exception):
+            if isinstance(fragment, ObjectNotFound):
+                raise JobStateError(f"member {cid}: its stored fragment {member['json_fragment_key']} is missing")
+            raise TransientError(f"reading the stored fragment of member {cid} failed: {fragment}")
+        pairs = orjson.loads(fragment)["training_pairs"]
+        exports = build_member_exports(cid, pairs, policy, model)
+        if not exports.ok:
+            report = ConversationReport(conversation_id=cid, source=member["source_file"])
+            report.errors.extend(exports.errors)
+            reports.append(report)
+            return None
+        item = {k: member[k] for k in ITEM_COLUMNS}
+        item.update({"job_id": str(job["id"]), "conversation_id": cid, "owner_id": str(job["owner_id"]),
+                     "position": member["position"], "vertical": None, "consultant_profile": None, "_objects": {}})
+        base = fragment_base(str(job["owner_id"]), str(job["file_id"]), cid)
+        return _with_exports(item, base, exports, policy)
 
     def generate(self, job_id: str) -> dict[str, Any]:
         """Render the next version from member fragments and publish it atomically."""
@@ -177,34 +251,39 @@ class PipelineSteps(UseCase):
             f = repo.file(file_id)
             first = repo.first_item(job_id) or {}
         version = job["base_version"] + 1
-        acc = SummaryAccumulator()
+        policy = job_policy(job, f, self.settings)
+        model = get_model(policy.target_model)
+        acc, exports, warnings = SummaryAccumulator(), ExportAccumulator(), Counter()
         with self.db.connection() as conn:
-            acc.extend(ConversationStats.from_row(e) for e in Repository(conn).version_entries(file_id, job_id))
+            for e in Repository(conn).version_entries(file_id, job_id):
+                if e["policy_digest"] != policy.digest():
+                    raise JobStateError(f"job {job_id}: member {e['conversation_id']} was rendered under another "
+                                        "training policy")
+                acc.add(ConversationStats.from_row(e))
+                exports.add(e["export_stats"])
+                warnings.update(w["code"] for w in e["warnings"])
         if acc.conversations == 0:
             raise JobStateError(f"job {job_id}: the new version would hold no conversation")
+        figures_x = exports.result()
         header = FileHeader(
             file_name=f["name"], file_version=version, created_date=_iso(f["created_at"]),
-            last_updated=_iso(job["created_at"]), target_model=f["target_model"],
+            last_updated=_iso(job["created_at"]), target_model=policy.target_model,
             vertical=f["vertical"] or first.get("vertical"), total_conversations=acc.conversations,
             total_training_pairs=acc.training_pairs, total_turns=acc.pairs, quality_summary=acc.quality_summary(),
             scaffolding_distribution=acc.scaffolding_distribution(),
             consultant_profile=f["consultant_profile"] or first.get("consultant_profile") or {},
         )
-        keys = {fmt: artifact_key(owner, file_id, version, fmt) for fmt in FORMATS}
-        written: dict[str, _HashingWriter] = {}
         with tempfile.TemporaryDirectory(prefix="lorafiles-") as tmp:
-            for fmt in FORMATS:
-                path = Path(tmp) / FORMATS[fmt]
-                with open(path, "wb") as raw:
-                    out = _HashingWriter(raw)
-                    fragments = self._fragments(file_id, job_id, f"{fmt}_fragment_key")
-                    if fmt == "json":
-                        write_training_json(out, header, fragments)
-                    else:
-                        write_training_jsonl(out, f["name"], acc.training_pairs, fragments)
-                written[fmt] = out
-                self.store.put_file(OUTPUT_BUCKET, keys[fmt], path,
-                                    content_type="application/json" if fmt == "json" else "application/jsonl")
+            writer = VersionWriter(Path(tmp), file_id=file_id, version=version, header=header, policy=policy,
+                                   model=model, export_figures=figures_x, source_warnings=warnings)
+            with self.db.connection() as conn, ThreadPoolExecutor(max_workers=8) as pool:
+                for entry, json_fragment, jsonl_lines, bundle_bytes in read_members(
+                        self.store, pool, Repository(conn).version_entries(file_id, job_id)):
+                    writer.add(entry, json_fragment, jsonl_lines, bundle_bytes)
+            written = writer.finish()
+            for name, a in written.items():
+                a["path"] = artifact_key(owner, file_id, version, name)
+                self.store.put_file(OUTPUT_BUCKET, a["path"], Path(tmp) / a["file"], content_type=a["content_type"])
         with self.db.connection() as conn:
             repo = Repository(conn)
             f = repo.file(file_id, lock=True)
@@ -218,10 +297,11 @@ class PipelineSteps(UseCase):
                 figures = {"conversation_count": acc.conversations, "training_pair_count": acc.training_pairs,
                            "total_turns": acc.pairs, "quality_summary": acc.quality_summary(),
                            "scaffolding_distribution": acc.scaffolding_distribution()}
-                artifacts = {"json_path": keys["json"], "jsonl_path": keys["jsonl"],
-                             "json_size": written["json"].size, "jsonl_size": written["jsonl"].size,
-                             "json_sha256": written["json"].sha.hexdigest(),
-                             "jsonl_sha256": written["jsonl"].sha.hexdigest()}
+                artifacts = {"json_path": written["json"]["path"], "jsonl_path": written["jsonl"]["path"],
+                             "json_size": written["json"]["size"], "jsonl_size": written["jsonl"]["size"],
+                             "json_sha256": written["json"]["sha256"], "jsonl_sha256": written["jsonl"]["sha256"],
+                             "artifacts": written, "policy": policy.model_dump(mode="json"),
+                             "export_summary": figures_x}
                 # Only a regeneration clears staleness, and only of changes it may have read.
                 if job["kind"] == "regenerate":
                     still_stale = f["stale_since"] is not None and f["stale_since"] > job["created_at"]
@@ -234,22 +314,12 @@ class PipelineSteps(UseCase):
                     file_fields={**figures, **artifacts, "current_version": version,
                                  "status": "stale" if still_stale else "ready",
                                  "stale_since": f["stale_since"] if still_stale else None,
+                                 "target_model": policy.target_model,
                                  "vertical": header.vertical, "consultant_profile": header.consultant_profile},
                 )
             repo.update_job(job_id, status="succeeded", step="published", published_version=version,
                             finished_at=datetime.now(timezone.utc), error=None)
         return {"job_id": job_id, "file_id": file_id, "version": version}
-
-    def _fragments(self, file_id: str, job_id: str, column: str, window: int = 16) -> Iterator[bytes]:
-        """Fragment bytes in version order, read ahead with a bounded window (constant memory)."""
-        with self.db.connection() as conn, ThreadPoolExecutor(max_workers=min(window, 8)) as pool:
-            pending: list[Any] = []
-            for entry in Repository(conn).version_entries(file_id, job_id):
-                pending.append(pool.submit(self.store.get, OUTPUT_BUCKET, entry[column]))
-                if len(pending) >= window:
-                    yield pending.pop(0).result()
-            for fut in pending:
-                yield fut.result()
 
     def compensate(self, job_id: str, error: dict[str, Any] | None = None) -> dict[str, Any]:
         """Undo a failed job's staged work and record why it failed. The file is left as it was."""
@@ -267,8 +337,8 @@ class PipelineSteps(UseCase):
             if f is not None:
                 garbage = [k for k in garbage if k not in repo.referenced_fragment_keys(file_id)]
                 if job["base_version"] is not None and f["current_version"] <= job["base_version"]:
-                    garbage += [artifact_key(str(job["owner_id"]), file_id, job["base_version"] + 1, fmt)
-                                for fmt in FORMATS]
+                    garbage += [artifact_key(str(job["owner_id"]), file_id, job["base_version"] + 1, name)
+                                for name in ARTIFACTS]
             if f is not None and job["kind"] == "create" and f["current_version"] == 0:
                 repo.update_job(job_id, file_id=None)
                 repo.delete_file(file_id)
