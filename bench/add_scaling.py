@@ -184,7 +184,10 @@ def measure(home: Path, size: int, seeded: dict[str, Any], run: int, traced: boo
             "size": size, "run": run, "members_before": members_before, "kind": kind, "elapsed_s": elapsed,
             "version": v["version"],
             "conversations_after": v["conversation_count"], "json_size": v["json_size"], "jsonl_size": v["jsonl_size"],
-            "written": v["json_size"] + v["jsonl_size"], "rss_baseline": rss.baseline, "rss_peak": rss.peak,
+            "written": v["json_size"] + v["jsonl_size"],
+            # every artifact of the version (v4 + trainer exports, report, manifest) when it has them
+            "written_all": sum(a["size"] for a in (v.get("artifacts") or {}).values()) or v["json_size"] + v["jsonl_size"],
+            "rss_baseline": rss.baseline, "rss_peak": rss.peak,
             "rss_samples": len(rss.samples), "vm_hwm": hwm,
             "rss_peak_generate": rss.peak_between(*gen_span),
             "rss_peak_append": rss.peak_between(min(s for s, _ in append_spans), max(e for _, e in append_spans)),
