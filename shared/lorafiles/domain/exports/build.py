@@ -57,6 +57,7 @@ class MemberExports:
                 "total_tokens": sum(t for t, _ in pairs),
                 "trainable_tokens": sum(tr for _, tr in pairs),
                 "max_total_tokens": max((t for t, _ in pairs), default=0),
+                "examples": [list(p) for p in pairs],  # [total, trainable] per line, in line order
             }
         return {
             "conversation_id": self.conversation_id,
