@@ -145,7 +145,8 @@ def test_report_entry():
     tokens = r.stats["tokens"]["trl"]
     assert entry["formats"]["trl"] == {"lines": 3, "total_tokens": sum(t for t, _ in tokens),
                                        "trainable_tokens": sum(x for _, x in tokens),
-                                       "max_total_tokens": max(t for t, _ in tokens)}
+                                       "max_total_tokens": max(t for t, _ in tokens),
+                                       "examples": [[t, x] for t, x in tokens]}
     orjson.dumps(entry)
 
 
