@@ -18,13 +18,33 @@
 -- Rule: batch_id = batch_job_id of the latest batch_items row of the conversation
 -- (updated_at DESC NULLS LAST, then id), among rows whose batch job exists; NULL if none.
 
-ALTER TABLE public.conversations
-  ADD COLUMN IF NOT EXISTS batch_id uuid REFERENCES public.batch_jobs(id) ON DELETE SET NULL;
+-- Re-applicable with no effect: every object is created only when missing, and the checks read
+-- the catalog first, so a re-run takes no lock on the app's live tables.
+--
+-- No data is changed here. Rows that exist before this migration get their batch_id from
+-- public.lorafiles_backfill_batch_ids(max_rows), run in bounded batches, each its own
+-- transaction, by `lorafiles migrate` (or `lorafiles backfill-batch-ids`) AFTER the migration:
+-- it updates only rows whose value changes, so the app's Database Webhook and `updated_at`
+-- trigger fire once per conversation that really gains a batch_id, spread over the batches,
+-- never once per row of the table in one transaction. Order of operations: docs/SUPABASE.md.
 
-CREATE INDEX IF NOT EXISTS conversations_batch_id_idx
-  ON public.conversations (batch_id);
-CREATE INDEX IF NOT EXISTS conversations_created_by_batch_id_idx
-  ON public.conversations (created_by, batch_id);
+DO $$
+BEGIN
+  IF NOT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_attribute
+    WHERE attrelid = 'public.conversations'::regclass AND attname = 'batch_id' AND NOT attisdropped
+  ) THEN
+    ALTER TABLE public.conversations
+      ADD COLUMN batch_id uuid REFERENCES public.batch_jobs(id) ON DELETE SET NULL;
+  END IF;
+  IF to_regclass('public.conversations_batch_id_idx') IS NULL THEN
+    CREATE INDEX conversations_batch_id_idx ON public.conversations (batch_id);
+  END IF;
+  IF to_regclass('public.conversations_created_by_batch_id_idx') IS NULL THEN
+    CREATE INDEX conversations_created_by_batch_id_idx ON public.conversations (created_by, batch_id);
+  END IF;
+END
+$$;
 
 -- The trigger and the back-fill look items up by conversation; index that FK column
 -- unless some index already leads with it.
@@ -41,20 +61,47 @@ BEGIN
 END
 $$;
 
--- Back-fill rows that exist before this migration.
-UPDATE public.conversations c
-SET batch_id = latest.batch_job_id
-FROM (
-  SELECT DISTINCT ON (bi.conversation_id::uuid)
-         bi.conversation_id::uuid AS conversation_pk,
-         bi.batch_job_id::uuid    AS batch_job_id
-  FROM public.batch_items bi
-  JOIN public.batch_jobs bj ON bj.id = bi.batch_job_id::uuid
-  WHERE bi.conversation_id IS NOT NULL
-  ORDER BY bi.conversation_id::uuid, bi.updated_at DESC NULLS LAST, bi.id
-) AS latest
-WHERE c.id = latest.conversation_pk
-  AND c.batch_id IS DISTINCT FROM latest.batch_job_id;
+-- Back-fill, in bounded batches (called by `lorafiles migrate`, see the header): sets batch_id on
+-- at most `max_rows` conversations whose value differs from the rule, returns how many it
+-- changed (0 = done). Same rule as the trigger below.
+CREATE OR REPLACE FUNCTION public.lorafiles_backfill_batch_ids(max_rows integer DEFAULT 500)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
+DECLARE
+  changed integer;
+BEGIN
+  IF max_rows IS NULL OR max_rows < 1 THEN
+    RAISE EXCEPTION 'max_rows must be at least 1, not %', max_rows;
+  END IF;
+  WITH latest AS (
+    SELECT DISTINCT ON (bi.conversation_id::uuid)
+           bi.conversation_id::uuid AS conversation_pk,
+           bi.batch_job_id::uuid    AS batch_job_id
+    FROM public.batch_items bi
+    JOIN public.batch_jobs bj ON bj.id = bi.batch_job_id::uuid
+    WHERE bi.conversation_id IS NOT NULL
+    ORDER BY bi.conversation_id::uuid, bi.updated_at DESC NULLS LAST, bi.id
+  ), todo AS (
+    SELECT c.id, l.batch_job_id
+    FROM public.conversations c
+    LEFT JOIN latest l ON l.conversation_pk = c.id
+    WHERE c.batch_id IS DISTINCT FROM l.batch_job_id
+    ORDER BY c.id
+    LIMIT max_rows
+    FOR UPDATE OF c
+  )
+  UPDATE public.conversations c
+  SET batch_id = todo.batch_job_id
+  FROM todo
+  WHERE c.id = todo.id;
+  GET DIAGNOSTICS changed = ROW_COUNT;
+  RETURN changed;
+END
+$$;
+
+REVOKE ALL ON FUNCTION public.lorafiles_backfill_batch_ids(integer) FROM PUBLIC, anon, authenticated;
 
 -- Keep it consistent. SECURITY DEFINER (owned by the migration role, which owns
 -- `conversations`) so the sync works whichever role writes batch_items, RLS included.
@@ -98,7 +145,15 @@ $$;
 
 REVOKE ALL ON FUNCTION public.lorafiles_batch_items_sync_batch_id() FROM PUBLIC, anon, authenticated;
 
-DROP TRIGGER IF EXISTS lorafiles_batch_items_sync_batch_id ON public.batch_items;
-CREATE TRIGGER lorafiles_batch_items_sync_batch_id
-  AFTER INSERT OR UPDATE OF conversation_id, batch_job_id OR DELETE ON public.batch_items
-  FOR EACH ROW EXECUTE FUNCTION public.lorafiles_batch_items_sync_batch_id();
+DO $$
+BEGIN
+  IF NOT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_trigger
+    WHERE tgrelid = 'public.batch_items'::regclass AND tgname = 'lorafiles_batch_items_sync_batch_id'
+  ) THEN
+    CREATE TRIGGER lorafiles_batch_items_sync_batch_id
+      AFTER INSERT OR UPDATE OF conversation_id, batch_job_id OR DELETE ON public.batch_items
+      FOR EACH ROW EXECUTE FUNCTION public.lorafiles_batch_items_sync_batch_id();
+  END IF;
+END
+$$;

@@ -5,6 +5,10 @@
 -- Access: our functions connect as the database owner (bypasses RLS). Row level
 -- security lets `authenticated` users SELECT only their own rows
 -- (owner_id = auth.uid()); they can write nothing, and `anon` gets nothing.
+--
+-- Re-applicable with no effect (supabase db push after a history repair, or a second
+-- runner): tables and indexes IF NOT EXISTS, functions CREATE OR REPLACE, triggers CREATE OR
+-- REPLACE, policies dropped and created again with the same definition, grants restated.
 -- `(select auth.uid())` in the policies is the same predicate as `auth.uid()`, written so
 -- the planner evaluates it once per statement instead of once per row.
 
@@ -37,7 +41,7 @@ $$;
 -- ---------------------------------------------------------------------------
 -- lora_training_files
 -- ---------------------------------------------------------------------------
-CREATE TABLE public.lora_training_files (
+CREATE TABLE IF NOT EXISTS public.lora_training_files (
   id                       uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   owner_id                 uuid NOT NULL,
   name                     text NOT NULL
@@ -68,19 +72,19 @@ CREATE TABLE public.lora_training_files (
   updated_at               timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE UNIQUE INDEX lora_training_files_owner_name_key
+CREATE UNIQUE INDEX IF NOT EXISTS lora_training_files_owner_name_key
   ON public.lora_training_files (owner_id, lower(name));
-CREATE INDEX lora_training_files_owner_created_idx
+CREATE INDEX IF NOT EXISTS lora_training_files_owner_created_idx
   ON public.lora_training_files (owner_id, created_at DESC);
 
-CREATE TRIGGER lora_training_files_set_updated_at
+CREATE OR REPLACE TRIGGER lora_training_files_set_updated_at
   BEFORE UPDATE ON public.lora_training_files
   FOR EACH ROW EXECUTE FUNCTION public.lorafiles_set_updated_at();
 
 -- ---------------------------------------------------------------------------
 -- lora_training_jobs
 -- ---------------------------------------------------------------------------
-CREATE TABLE public.lora_training_jobs (
+CREATE TABLE IF NOT EXISTS public.lora_training_jobs (
   id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   owner_id          uuid NOT NULL,
   file_id           uuid REFERENCES public.lora_training_files(id) ON DELETE CASCADE,
@@ -111,23 +115,23 @@ CREATE TABLE public.lora_training_jobs (
 );
 
 -- At most one active job per file.
-CREATE UNIQUE INDEX lora_training_jobs_one_active_per_file
+CREATE UNIQUE INDEX IF NOT EXISTS lora_training_jobs_one_active_per_file
   ON public.lora_training_jobs (file_id)
   WHERE status IN ('queued', 'running');
-CREATE INDEX lora_training_jobs_status_updated_idx
+CREATE INDEX IF NOT EXISTS lora_training_jobs_status_updated_idx
   ON public.lora_training_jobs (status, updated_at);
 -- FK lookups (ON DELETE CASCADE from files, jobs of a file).
-CREATE INDEX lora_training_jobs_file_id_idx
+CREATE INDEX IF NOT EXISTS lora_training_jobs_file_id_idx
   ON public.lora_training_jobs (file_id);
 
-CREATE TRIGGER lora_training_jobs_set_updated_at
+CREATE OR REPLACE TRIGGER lora_training_jobs_set_updated_at
   BEFORE UPDATE ON public.lora_training_jobs
   FOR EACH ROW EXECUTE FUNCTION public.lorafiles_set_updated_at();
 
 -- ---------------------------------------------------------------------------
 -- lora_training_job_items: staged work of one job
 -- ---------------------------------------------------------------------------
-CREATE TABLE public.lora_training_job_items (
+CREATE TABLE IF NOT EXISTS public.lora_training_job_items (
   job_id              uuid NOT NULL REFERENCES public.lora_training_jobs(id) ON DELETE CASCADE,
   conversation_id     text NOT NULL,
   owner_id            uuid NOT NULL,
@@ -164,7 +168,7 @@ CREATE TABLE public.lora_training_job_items (
 -- ---------------------------------------------------------------------------
 -- lora_training_file_members: active members of a file
 -- ---------------------------------------------------------------------------
-CREATE TABLE public.lora_training_file_members (
+CREATE TABLE IF NOT EXISTS public.lora_training_file_members (
   file_id             uuid NOT NULL REFERENCES public.lora_training_files(id) ON DELETE CASCADE,
   conversation_id     text NOT NULL
                       REFERENCES public.conversations(conversation_id) ON UPDATE CASCADE,
@@ -202,13 +206,13 @@ CREATE TABLE public.lora_training_file_members (
 );
 
 -- Which files contain a conversation.
-CREATE INDEX lora_training_file_members_conversation_id_idx
+CREATE INDEX IF NOT EXISTS lora_training_file_members_conversation_id_idx
   ON public.lora_training_file_members (conversation_id);
 
 -- ---------------------------------------------------------------------------
 -- lora_training_file_versions: immutable history
 -- ---------------------------------------------------------------------------
-CREATE TABLE public.lora_training_file_versions (
+CREATE TABLE IF NOT EXISTS public.lora_training_file_versions (
   file_id                  uuid NOT NULL REFERENCES public.lora_training_files(id) ON DELETE CASCADE,
   version                  integer NOT NULL
                            CONSTRAINT lora_training_file_versions_version_check CHECK (version >= 1),
@@ -228,7 +232,7 @@ CREATE TABLE public.lora_training_file_versions (
   PRIMARY KEY (file_id, version)
 );
 
-CREATE TRIGGER lora_training_file_versions_immutable
+CREATE OR REPLACE TRIGGER lora_training_file_versions_immutable
   BEFORE UPDATE ON public.lora_training_file_versions
   FOR EACH ROW EXECUTE FUNCTION public.lorafiles_versions_immutable();
 
@@ -241,18 +245,23 @@ ALTER TABLE public.lora_training_job_items     ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.lora_training_file_members  ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.lora_training_file_versions ENABLE ROW LEVEL SECURITY;
 
+DROP POLICY IF EXISTS lora_training_files_select_own ON public.lora_training_files;
 CREATE POLICY lora_training_files_select_own
   ON public.lora_training_files FOR SELECT TO authenticated
   USING (owner_id = (SELECT auth.uid()));
+DROP POLICY IF EXISTS lora_training_jobs_select_own ON public.lora_training_jobs;
 CREATE POLICY lora_training_jobs_select_own
   ON public.lora_training_jobs FOR SELECT TO authenticated
   USING (owner_id = (SELECT auth.uid()));
+DROP POLICY IF EXISTS lora_training_job_items_select_own ON public.lora_training_job_items;
 CREATE POLICY lora_training_job_items_select_own
   ON public.lora_training_job_items FOR SELECT TO authenticated
   USING (owner_id = (SELECT auth.uid()));
+DROP POLICY IF EXISTS lora_training_file_members_select_own ON public.lora_training_file_members;
 CREATE POLICY lora_training_file_members_select_own
   ON public.lora_training_file_members FOR SELECT TO authenticated
   USING (owner_id = (SELECT auth.uid()));
+DROP POLICY IF EXISTS lora_training_file_versions_select_own ON public.lora_training_file_versions;
 CREATE POLICY lora_training_file_versions_select_own
   ON public.lora_training_file_versions FOR SELECT TO authenticated
   USING (EXISTS (

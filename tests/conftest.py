@@ -64,7 +64,14 @@ def pg_admin_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def pg_template(pg_admin_url: str) -> Iterator[str]:
-    """Name of the template database holding all migrations (applied once per session)."""
+    """Name of the template database holding all migrations (applied once per session).
+
+    ``LORAFILES_TEST_TEMPLATE_DB`` names an existing, already migrated database to copy instead
+    (tests/supabase runs the database tests against a project pushed by the Supabase CLI)."""
+    given = os.environ.get("LORAFILES_TEST_TEMPLATE_DB")
+    if given:
+        yield given
+        return
     # A shared external server may serve several sessions at once: give each its own template.
     name = TEMPLATE_DB if not os.environ.get("DATABASE_URL") else f"{TEMPLATE_DB}_{uuid.uuid4().hex[:8]}"
     _drop_database(pg_admin_url, name)

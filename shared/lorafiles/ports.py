@@ -49,9 +49,10 @@ class ObjectStore(Protocol):
         ...
 
     def put(
-        self, bucket: str, key: str, data: bytes, content_type: str = "application/json"
+        self, bucket: str, key: str, data: bytes, content_type: str | None = None
     ) -> None:
-        """Create or overwrite an object."""
+        """Create or overwrite an object. ``content_type`` defaults to the one of the key's file
+        name (``lorafiles.storage.content_types``); a different one for a known name is an error."""
         ...
 
     def put_file(
@@ -59,7 +60,7 @@ class ObjectStore(Protocol):
         bucket: str,
         key: str,
         path: str | os.PathLike[str],
-        content_type: str = "application/json",
+        content_type: str | None = None,
     ) -> None:
         """Create or overwrite an object from a local file, streamed from disk."""
         ...

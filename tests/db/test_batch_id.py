@@ -1,14 +1,19 @@
-"""conversations.batch_id: maintained from batch_items by trigger, back-filled, indexed."""
+"""conversations.batch_id: maintained from batch_items by trigger, back-filled in bounded batches
+(only rows whose value changes), indexed."""
 from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from lorafiles.db.backfill import backfill_batch_ids
 from lorafiles.db.connect import Database, connect
 from lorafiles.db.migrate import apply_migrations
+
+MIGRATION_200 = Path(__file__).resolve().parents[2] / "migrations" / "20260101000200_conversation_batch_id.sql"
 
 
 def new_job(conn: psycopg.Connection, owner: uuid.UUID | None = None) -> uuid.UUID:
@@ -155,11 +160,52 @@ def test_backfill_of_rows_that_existed_before_the_migration(empty_db_url):
     applied = apply_migrations(empty_db_url)
     assert applied[0] == "20260101000200_conversation_batch_id.sql"
     with connect(empty_db_url) as conn:
+        # the migration itself changes no data: the back-fill runs after it, in batches
+        assert batch_of(conn, single) is None
+    assert backfill_batch_ids(empty_db_url, batch_size=2) == {"rows": 3, "batches": 2, "done": True}
+    with connect(empty_db_url) as conn:
         assert batch_of(conn, single) == j1
         assert batch_of(conn, several) == j2
         assert batch_of(conn, nulls_only) == j3
         assert batch_of(conn, orphan_item_job) is None
         assert batch_of(conn, lonely) is None
+
+
+def test_backfill_touches_only_changed_rows_in_bounded_batches(empty_db_url):
+    """The app's `updated_at` trigger and Database Webhook fire once per UPDATEd row: the back-fill
+    must update only conversations whose batch_id changes, at most batch_size per transaction."""
+    apply_migrations(empty_db_url, upto="20260101000100")
+    with connect(empty_db_url) as conn:
+        # stand-in for the app's per-row triggers: log each row update with its transaction
+        conn.execute("""
+            CREATE TABLE row_updates (conversation uuid, tx bigint);
+            CREATE FUNCTION count_update() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN INSERT INTO row_updates VALUES (NEW.id, txid_current()); RETURN NEW; END $$;
+            CREATE TRIGGER app_updated_at BEFORE UPDATE ON conversations
+              FOR EACH ROW EXECUTE FUNCTION count_update();""")
+        job = new_job(conn)
+        in_batch = [new_conversation(conn) for _ in range(7)]
+        for c in in_batch:
+            new_item(conn, job, c, "2025-11-01")
+        untouched = [new_conversation(conn) for _ in range(293)]  # no batch item: batch_id stays NULL
+    apply_migrations(empty_db_url)
+    with connect(empty_db_url) as conn:
+        assert conn.execute("SELECT count(*) AS n FROM row_updates").fetchone()["n"] == 0
+
+    assert backfill_batch_ids(empty_db_url, batch_size=3) == {"rows": 7, "batches": 3, "done": True}
+    with connect(empty_db_url) as conn:
+        updates = conn.execute("SELECT conversation, tx FROM row_updates").fetchall()
+        assert sorted(u["conversation"] for u in updates) == sorted(in_batch)  # 7 of 300, once each
+        per_tx = conn.execute("SELECT count(*) AS n FROM row_updates GROUP BY tx ORDER BY n DESC").fetchall()
+        assert [r["n"] for r in per_tx] == [3, 3, 1]
+        assert all(batch_of(conn, c) == job for c in in_batch)
+        assert all(batch_of(conn, c) is None for c in untouched[:5])
+
+    # a second run, and re-running the migration's SQL, touch nothing
+    assert backfill_batch_ids(empty_db_url) == {"rows": 0, "batches": 0, "done": True}
+    with connect(empty_db_url) as conn:
+        conn.execute(MIGRATION_200.read_text())
+        assert conn.execute("SELECT count(*) AS n FROM row_updates").fetchone()["n"] == 7
 
 
 def test_indexes_exist(db_url):

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from lorafiles.db.backfill import backfill_batch_ids
 from lorafiles.db.connect import Database, connect
 from lorafiles.db.migrate import (
     MigrationError,
@@ -96,6 +97,7 @@ def test_discover_finds_the_migrations_in_order():
                        "20260101000200_conversation_batch_id.sql",
                        "20260101000300_training_files.sql",
                        "20261202000100_trainer_exports.sql"]
+    assert {"20261202000400_training_files_bucket.sql", "20261202000500_owner_id_indexes.sql"} <= set(ALL)
     assert ALL == sorted(p.name for p in (Path(__file__).resolve().parents[2] / "migrations").glob("*.sql"))
     assert default_migrations_dir() == Path(__file__).resolve().parents[2] / "migrations"
 
@@ -151,7 +153,7 @@ def test_changed_checksum_is_refused_naming_the_file(empty_db_url, tmp_path):
     assert apply_migrations(empty_db_url, mdir) == ALL
     edited = mdir / ALL[1]
     edited.write_text(edited.read_text() + "\n-- an innocent edit\n")
-    (mdir / "20260101000400_next.sql").write_text("CREATE TABLE public.should_not_exist (id int);")
+    (mdir / "29990101000400_next.sql").write_text("CREATE TABLE public.should_not_exist (id int);")
 
     with pytest.raises(MigrationError) as err:
         apply_migrations(empty_db_url, mdir)
@@ -328,6 +330,7 @@ def test_baseline_is_a_noop_on_a_live_like_database(empty_db_url):
 
     # The rest applies on top of the live-like schema, and the data is intact + back-filled.
     assert apply_migrations(empty_db_url) == ALL[1:]
+    assert backfill_batch_ids(empty_db_url)["rows"] == 1
     with connect(empty_db_url) as conn:
         row = conn.execute("SELECT enrichment_status, batch_id FROM conversations").fetchone()
         assert row == {"enrichment_status": "completed", "batch_id": owner}

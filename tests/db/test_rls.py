@@ -176,3 +176,18 @@ def test_versions_are_immutable_even_for_the_owner(seeded):
         assert conn.execute("SELECT count(*) AS n FROM lora_training_file_versions").fetchone()["n"] == 1
         assert conn.execute("SELECT count(*) AS n FROM lora_training_file_members").fetchone()["n"] == 1
         assert conn.execute("SELECT count(*) AS n FROM lora_training_jobs").fetchone()["n"] == 1
+
+
+def test_every_rls_table_with_an_owner_id_has_an_index_leading_with_it(db_url):
+    with connect(db_url) as conn:
+        rows = conn.execute("""
+            SELECT c.relname,
+                   EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a
+                             ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                           WHERE i.indrelid = c.oid AND a.attname = 'owner_id') AS indexed
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relrowsecurity
+              AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'owner_id'
+                          AND NOT a.attisdropped)""").fetchall()
+    assert {r["relname"] for r in rows} >= set(TABLES) - {"lora_training_file_versions"}
+    assert [r["relname"] for r in rows if not r["indexed"]] == []

@@ -11,6 +11,8 @@ import requests
 from lorafiles.ports import ObjectNotFound, StorageError
 from lorafiles.storage import S3ObjectStore, make_store
 
+from lorafiles.storage.content_types import content_type_for
+
 BUCKET = "training-files"
 REAL_BUCKET = "test-training-files"  # conftest maps BUCKET to it
 KEY = "owner-1/file-1/v1/training.json"
@@ -58,10 +60,10 @@ def test_put_file_large_goes_multipart_and_reads_back(s3_store, tmp_path):
     with source.open("wb") as out:
         for _ in range(12):
             out.write(os.urandom(1024 * 1024))
-    s3_store.put_file(BUCKET, KEY, source, content_type="application/x-ndjson")
+    s3_store.put_file(BUCKET, KEY, source)
     head = s3_store.client.head_object(Bucket=REAL_BUCKET, Key=KEY)
     assert head["ETag"].endswith('-2"')  # multipart ETag: md5-of-md5s "-<part count>"
-    assert head["ContentType"] == "application/x-ndjson"
+    assert head["ContentType"] == content_type_for(KEY)
     assert s3_store.get(BUCKET, KEY) == source.read_bytes()
 
 

@@ -82,7 +82,7 @@ def test_list_prefix_recursive_sorted(store):
 
 def test_open_stream_reads_in_chunks(store):
     data = os.urandom(300_000)
-    store.put(BUCKET, KEY, data, content_type="application/octet-stream")
+    store.put(BUCKET, KEY, data)
     chunks = []
     with store.open_stream(BUCKET, KEY) as stream:
         while chunk := stream.read(64 * 1024):
@@ -100,7 +100,7 @@ def test_open_stream_missing_raises_object_not_found(store):
 def test_put_file_round_trip(store, tmp_path):
     source = tmp_path / "training.jsonl"
     source.write_bytes(b'{"messages": []}\n' * 100_000)  # ~1.7 MB
-    store.put_file(BUCKET, KEY, source, content_type="application/x-ndjson")
+    store.put_file(BUCKET, KEY, source, content_type="application/json")
     assert store.get(BUCKET, KEY) == source.read_bytes()
     store.put_file(BUCKET, KEY, str(source))  # str paths too
     assert store.exists(BUCKET, KEY)
@@ -163,3 +163,14 @@ def test_importing_storage_does_not_import_backends():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_content_type_other_than_the_file_names_is_refused(store, tmp_path):
+    source = tmp_path / "t"
+    source.write_bytes(b"x")
+    with pytest.raises(ValueError, match="application/jsonl"):
+        store.put(BUCKET, "o/f/v1/trl.jsonl", b"x", content_type="application/json")
+    with pytest.raises(ValueError, match="text/markdown"):
+        store.put_file(BUCKET, "o/f/v1/README.md", source, content_type="text/plain")
+    assert not store.exists(BUCKET, "o/f/v1/trl.jsonl")
+    store.put(BUCKET, "o/f/v1/blob.bin", b"x", content_type="application/octet-stream")  # unknown name: as given

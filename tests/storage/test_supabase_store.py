@@ -12,6 +12,8 @@ from lorafiles.ports import ObjectNotFound, StorageError
 from lorafiles.storage import SupabaseObjectStore, make_store
 from lorafiles.storage import supabase as supabase_adapter
 
+from lorafiles.storage.content_types import ALLOWED_MIME_TYPES, ARTIFACT_NAMES, content_type_for
+
 BUCKET = "training-files"
 KEY = "owner-1/file-1/v1/training.jsonl"
 
@@ -26,11 +28,11 @@ def test_every_request_is_authenticated_with_the_key(supabase_store, fake_supaba
 
 
 def test_upload_is_an_upsert_with_the_content_type(supabase_store, fake_supabase, tmp_path):
-    supabase_store.put(BUCKET, KEY, b"1\n", content_type="application/x-ndjson")
+    supabase_store.put(BUCKET, KEY, b"1\n", content_type="application/jsonl")
     source = tmp_path / "t.jsonl"
     source.write_bytes(b"2\n")
-    supabase_store.put_file(BUCKET, KEY, source, content_type="application/x-ndjson")
-    assert fake_supabase.buckets[BUCKET][KEY] == (b"2\n", "application/x-ndjson")
+    supabase_store.put_file(BUCKET, KEY, source)  # the content type of the key's file name
+    assert fake_supabase.buckets[BUCKET][KEY] == (b"2\n", "application/jsonl")
     uploads = [r for r in fake_supabase.requests if r[0] == "POST" and r[1].endswith(KEY)]
     assert len(uploads) == 2
     assert all(headers["x-upsert"] == "true" for _m, _p, headers in uploads)
@@ -117,3 +119,10 @@ def test_make_store_supabase(fake_supabase):
     assert isinstance(store, SupabaseObjectStore)
     store.put(BUCKET, KEY, b"ok")
     assert store.get(BUCKET, KEY) == b"ok"
+
+
+@pytest.mark.parametrize("name", ARTIFACT_NAMES)
+def test_every_artifact_is_uploaded_with_a_type_the_bucket_allows(supabase_store, fake_supabase, name):
+    key = f"owner-1/file-1/v1/{name}"
+    supabase_store.put(BUCKET, key, b"x")
+    assert fake_supabase.buckets[BUCKET][key][1] == content_type_for(name) in ALLOWED_MIME_TYPES

@@ -29,6 +29,7 @@ import orjson
 
 from ..errors import LorafilesError
 from ..ports import ObjectNotFound
+from ..storage.content_types import resolve_content_type
 from ..runtime import use_service
 from ..storage.local import LocalObjectStore
 from .auth import AuthConfig, TokenVerifier, make_token, use_verifier
@@ -216,8 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
                 stream.seek(0, os.SEEK_END)
                 size = stream.tell()
                 stream.seek(0)
-                headers = {"Content-Type": "application/x-ndjson" if obj.key.endswith(".jsonl")
-                           else "application/json",
+                headers = {"Content-Type": resolve_content_type(obj.key),
                            "Cache-Control": "private, no-store"}
                 if obj.download_name:
                     headers["Content-Disposition"] = _attachment(obj.download_name)

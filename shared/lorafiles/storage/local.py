@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lorafiles.ports import ObjectNotFound, StorageError
+from lorafiles.storage.content_types import resolve_content_type
 
 UrlSigner = Callable[[str, str, int, str | None], str]
 """``(bucket, key, expires_in, download_name) -> url``."""
@@ -50,8 +51,9 @@ class LocalObjectStore:
             raise StorageError(f"reading {bucket}/{key} failed: {exc}") from exc
 
     def put(
-        self, bucket: str, key: str, data: bytes, content_type: str = "application/json"
+        self, bucket: str, key: str, data: bytes, content_type: str | None = None
     ) -> None:
+        resolve_content_type(key, content_type)  # not stored locally, but checked like the others
         with self._atomic_writer(bucket, key) as out:
             out.write(data)
 
@@ -60,8 +62,9 @@ class LocalObjectStore:
         bucket: str,
         key: str,
         path: str | os.PathLike[str],
-        content_type: str = "application/json",
+        content_type: str | None = None,
     ) -> None:
+        resolve_content_type(key, content_type)
         with open(path, "rb") as src, self._atomic_writer(bucket, key) as out:
             shutil.copyfileobj(src, out)
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from lorafiles.ports import ObjectNotFound, StorageError
+from lorafiles.storage.content_types import resolve_content_type
 
 if TYPE_CHECKING:
     from botocore.response import StreamingBody
@@ -60,11 +61,12 @@ class S3ObjectStore:
             return body.read()
 
     def put(
-        self, bucket: str, key: str, data: bytes, content_type: str = "application/json"
+        self, bucket: str, key: str, data: bytes, content_type: str | None = None
     ) -> None:
         with _errors("writing", bucket, key):
             self.client.put_object(
-                Bucket=self._bucket(bucket), Key=key, Body=data, ContentType=content_type
+                Bucket=self._bucket(bucket), Key=key, Body=data,
+                ContentType=resolve_content_type(key, content_type),
             )
 
     def put_file(
@@ -72,12 +74,12 @@ class S3ObjectStore:
         bucket: str,
         key: str,
         path: str | os.PathLike[str],
-        content_type: str = "application/json",
+        content_type: str | None = None,
     ) -> None:
         """Streamed upload; multipart above boto3's threshold (8 MB by default)."""
         with _errors("uploading", bucket, key):
             self.client.upload_file(
-                os.fspath(path), self._bucket(bucket), key, ExtraArgs={"ContentType": content_type}
+                os.fspath(path), self._bucket(bucket), key, ExtraArgs={"ContentType": resolve_content_type(key, content_type)}
             )
 
     @contextmanager

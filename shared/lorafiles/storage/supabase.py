@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lorafiles.ports import ObjectNotFound, StorageError
+from lorafiles.storage.content_types import resolve_content_type
 
 if TYPE_CHECKING:
     from storage3._sync.file_api import SyncBucketProxy
@@ -48,7 +49,7 @@ class SupabaseObjectStore:
             return self._api(bucket).download(key)
 
     def put(
-        self, bucket: str, key: str, data: bytes, content_type: str = "application/json"
+        self, bucket: str, key: str, data: bytes, content_type: str | None = None
     ) -> None:
         self._upload(bucket, key, data, content_type)
 
@@ -57,11 +58,12 @@ class SupabaseObjectStore:
         bucket: str,
         key: str,
         path: str | os.PathLike[str],
-        content_type: str = "application/json",
+        content_type: str | None = None,
     ) -> None:
         self._upload(bucket, key, Path(path), content_type)
 
-    def _upload(self, bucket: str, key: str, body: bytes | Path, content_type: str) -> None:
+    def _upload(self, bucket: str, key: str, body: bytes | Path, content_type: str | None) -> None:
+        content_type = resolve_content_type(key, content_type)
         with _errors("writing", bucket, key):
             self._api(bucket).upload(key, body, {"content-type": content_type, "upsert": "true"})
 
