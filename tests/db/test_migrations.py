@@ -91,10 +91,11 @@ def catalog_snapshot(url: str, tables: list[str] | None = None) -> dict[str, Any
 # Runner
 # --------------------------------------------------------------------------------------
 
-def test_discover_finds_the_three_migrations_in_order():
+def test_discover_finds_the_migrations_in_order():
     assert ALL == ["20260101000100_baseline_existing.sql",
                    "20260101000200_conversation_batch_id.sql",
-                   "20260101000300_training_files.sql"]
+                   "20260101000300_training_files.sql",
+                   "20261202000200_request_fingerprint_and_name_key.sql"]
     assert default_migrations_dir() == Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -171,9 +172,9 @@ def test_crlf_checkout_has_the_same_checksum(empty_db_url, tmp_path):
 
 def test_failing_migration_rolls_back_and_names_the_file(empty_db_url, tmp_path):
     mdir = _copy_migrations(tmp_path)
-    (mdir / "20260101000400_broken.sql").write_text(
+    (mdir / "29990101000400_broken.sql").write_text(
         "CREATE TABLE public.half_done (id int);\nSELECT * FROM no_such_table;\n")
-    with pytest.raises(MigrationError, match="20260101000400_broken.sql"):
+    with pytest.raises(MigrationError, match="29990101000400_broken.sql"):
         apply_migrations(empty_db_url, mdir)
     assert applied_migrations(empty_db_url) == ALL  # the good ones were committed one by one
     with connect(empty_db_url) as conn:
@@ -392,12 +393,12 @@ EXPECTED_COLUMNS = {
         "id", "owner_id", "name", "description", "status", "target_model", "vertical", "consultant_profile",
         "current_version", "conversation_count", "training_pair_count", "total_turns", "quality_summary",
         "scaffolding_distribution", "batch_ids", "json_path", "jsonl_path", "json_size", "jsonl_size",
-        "json_sha256", "jsonl_sha256", "stale_since", "created_at", "updated_at"],
+        "json_sha256", "jsonl_sha256", "stale_since", "created_at", "updated_at", "name_key"],
     "lora_training_jobs": [
         "id", "owner_id", "file_id", "kind", "status", "step", "file_name", "description", "requested_ids",
         "batch_size", "total_batches", "completed_batches", "base_version", "published_version", "error",
         "idempotency_key", "execution_name", "execution_arn", "created_at", "updated_at", "started_at",
-        "finished_at"],
+        "finished_at", "request", "request_fingerprint"],
     "lora_training_job_items": [
         "job_id", "conversation_id", "owner_id", "position", "conversation_pk", "batch_id", "source_file",
         "source_sha256", "json_fragment_key", "jsonl_fragment_key", "json_fragment_size",

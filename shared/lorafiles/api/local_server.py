@@ -23,10 +23,11 @@ import uuid
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
+from ..domain.rules import content_disposition
 from ..errors import LorafilesError
 from ..ports import ObjectNotFound
 from ..runtime import use_service
@@ -220,7 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
                            else "application/json",
                            "Cache-Control": "private, no-store"}
                 if obj.download_name:
-                    headers["Content-Disposition"] = _attachment(obj.download_name)
+                    headers["Content-Disposition"] = content_disposition(obj.download_name)
                 self._send_head(200, size, headers)
                 while chunk := stream.read(CHUNK):
                     self.wfile.write(chunk)
@@ -250,11 +251,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_head(status, len(data), headers, cookies)
         if self.command != "HEAD":
             self.wfile.write(data)
-
-
-def _attachment(name: str) -> str:
-    ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 # ---------------------------------------------------------------------- `lorafiles serve`

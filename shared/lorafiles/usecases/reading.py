@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from ..db.repository import Repository
+from ..domain.rules import download_name
 from ..errors import InvalidRequest, NotFound
 from .common import FORMATS, OUTPUT_BUCKET, UseCase
 
@@ -44,7 +45,7 @@ class Reading(UseCase):
             v = repo.version(file_id, number) if number else None
         if v is None:
             raise NotFound(f"training file {file_id} has no version {number}")
-        return {"bucket": OUTPUT_BUCKET, "key": v[f"{fmt}_path"], "version": number, "filename": f"{f['name']}.{fmt}",
+        return {"bucket": OUTPUT_BUCKET, "key": v[f"{fmt}_path"], "version": number, "filename": download_name(f["name"], fmt),
                 "size": v[f"{fmt}_size"], "sha256": v[f"{fmt}_sha256"]}
 
     def presign_download(self, owner_id: str, file_id: str, fmt: str, version: int | None = None,
