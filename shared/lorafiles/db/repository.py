@@ -135,6 +135,13 @@ class Repository:
             )
         return {r["conversation_id"] for r in rows}
 
+    def member_ids_with_prefixes(self, file_id: str, length: int, prefixes: Sequence[str]) -> list[str]:
+        """Members whose conversation id starts with one of `prefixes` (each `length` characters), in file order."""
+        rows = self._all("""select conversation_id from lora_training_file_members
+                             where file_id = %s and left(conversation_id, %s) = any(%s) order by position""",
+                         (file_id, length, list(prefixes)))
+        return [r["conversation_id"] for r in rows]
+
     def members(self, file_id: str) -> list[dict[str, Any]]:
         return self._all("select * from lora_training_file_members where file_id = %s order by position", (file_id,))
 

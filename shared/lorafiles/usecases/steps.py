@@ -15,7 +15,8 @@ import psycopg
 from ..db.repository import Repository
 from ..domain.enriched import parse_enriched
 from ..domain.problems import ConversationReport
-from ..domain.render import FileHeader, MemberMeta, render_fragments, write_training_json, write_training_jsonl
+from ..domain.render import (ID_PREFIX, FileHeader, MemberMeta, jsonl_id_suffixes, render_fragments,
+                             write_training_json, write_training_jsonl)
 from ..domain.summary import ConversationStats, SummaryAccumulator, conversation_stats
 from ..errors import (ConversationsInvalid, InvalidRequest, JobStateError, LorafilesError, NameTaken, NotFound,
                       SelectionBlocked, TransientError)
@@ -82,6 +83,7 @@ class PipelineSteps(UseCase):
                 raise InvalidRequest(f"batch {batch_index} does not exist (job has {job['total_batches']})")
             batch = ids[batch_index * size:(batch_index + 1) * size]
             rows = repo.conversations_for_owner(str(job["owner_id"]), batch)
+            suffixes = self._jsonl_id_suffixes(repo, str(job["file_id"]), ids, batch)
         missing = [c for c in batch if c not in rows]
         if missing:
             raise ConversationsInvalid(f"conversations no longer available: {', '.join(missing)}",
@@ -107,7 +109,8 @@ class PipelineSteps(UseCase):
             if not parsed.ok:
                 reports.append(parsed.report)
                 continue
-            items.append(self._stage_item(job, file_id, batch_index * size + offset, row, blob, parsed))
+            items.append(self._stage_item(job, file_id, batch_index * size + offset, row, blob, parsed,
+                                          suffixes[cid]))
         if reports:
             bad = ", ".join(f"{r.conversation_id} ({'; '.join(e.message for e in r.errors)})" for r in reports)
             raise ConversationsInvalid(f"{len(reports)} conversation(s) cannot be used: {bad}",
@@ -135,8 +138,19 @@ class PipelineSteps(UseCase):
             raise JobStateError(f"job {job_id} is {job['status']}; batch {batch_index} was not staged")
         return {"job_id": job_id, "batch_index": batch_index, "staged": len(items)}
 
+    @staticmethod
+    def _jsonl_id_suffixes(repo: Repository, file_id: str, requested: list[str], batch: list[str]) -> dict[str, str]:
+        """The JSONL id suffix of each conversation of the batch, from the conversations before it
+        in the next version's order (members by position, then the job's new ones in request
+        order) that share its first 8 characters (domain.render.jsonl_id_suffixes)."""
+        prefixes = sorted({c[:ID_PREFIX] for c in batch})
+        order = repo.member_ids_with_prefixes(file_id, ID_PREFIX, prefixes)
+        members = set(order)
+        order += [c for c in requested if c[:ID_PREFIX] in prefixes and c not in members]
+        return jsonl_id_suffixes(order)
+
     def _stage_item(self, job: dict[str, Any], file_id: str, position: int, row: dict[str, Any], blob: bytes,
-                    parsed) -> dict[str, Any]:
+                    parsed, id_suffix: str) -> dict[str, Any]:
         cid = row["conversation_id"]
         scaffolding = parsed.scaffolding(row)
         stats = conversation_stats(parsed, scaffolding)
@@ -146,7 +160,7 @@ class PipelineSteps(UseCase):
         meta = MemberMeta(conversation_id=cid, source_file=source, created_date=created,
                           batch_id=str(row["batch_id"]) if row.get("batch_id") else None,
                           total_turns=stats.pairs, quality_tier=stats.quality_tier, scaffolding=scaffolding)
-        json_fragment, jsonl_fragment = render_fragments(parsed, meta)
+        json_fragment, jsonl_fragment = render_fragments(parsed, meta, id_suffix)
         base = f"{job['owner_id']}/{file_id}/fragments/{cid}"
         return {
             "job_id": str(job["id"]), "conversation_id": cid, "owner_id": str(job["owner_id"]), "position": position,
