@@ -7,17 +7,20 @@ text come from the `SORTABLE` whitelist, through `psycopg.sql.Identifier`.
 from __future__ import annotations
 
 import base64
+import binascii
+import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 import orjson
+import psycopg
 from psycopg import sql
 
 from .db.connect import Database
 from .domain.rules import ELIGIBLE_STATUS, ineligibility_reason, is_eligible
-from .errors import InvalidRequest
+from .errors import InvalidCursor, InvalidRequest
 
 # sort key -> the SQL type its cursor value is cast back to
 SORTABLE: dict[str, str] = {
@@ -102,7 +105,13 @@ class ConversationCatalog:
         count = sql.SQL("select count(*) as n from conversations c where {where}").format(
             where=sql.SQL(" and ").join(where))
         with self.db.connection() as conn:
-            rows = conn.execute(query, {**params_page, "limit": page.limit + 1, "offset": page.offset}).fetchall()
+            try:
+                rows = conn.execute(query, {**params_page, "limit": page.limit + 1, "offset": page.offset}).fetchall()
+            except psycopg.errors.DataError:  # a value that passed the checks above and PostgreSQL still refuses
+                if after is None:
+                    raise
+                raise _cursor_error("invalid cursor: not a cursor returned by this API; start again without cursor"
+                                    ) from None
             total = conn.execute(count, params).fetchone()["n"]
         more = len(rows) > page.limit
         rows = rows[:page.limit]
@@ -152,38 +161,69 @@ def _encode_cursor(sort: Sort, row: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _cursor_error(message: str, kind: str = "invalid_cursor") -> InvalidCursor:
+    return InvalidCursor(message, details=[{"field": "query.cursor", "loc": ["query", "cursor"], "type": kind,
+                                            "message": message}])
+
+
+_UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _cursor_value(sql_type: str, value: str) -> Any:
+    """The cursor's sort value as the Python value psycopg sends with its own type (never a string
+    cast in SQL): anything Python parses but PostgreSQL would refuse is refused here."""
+    if sql_type == "timestamptz":
+        if not _ISO_TIMESTAMP.fullmatch(value):
+            raise ValueError("not an ISO 8601 timestamp with offset")
+        ts = datetime.fromisoformat(value)
+        if ts.tzinfo is None:
+            raise ValueError("timestamp without offset")
+        return ts.astimezone(timezone.utc)  # OverflowError outside year 1..9999 (UTC)
+    if sql_type == "uuid":
+        if not _UUID_TEXT.fullmatch(value):
+            raise ValueError("not a UUID")
+        return uuid.UUID(value)
+    if "\x00" in value:
+        raise ValueError("not a stored text value")
+    value.encode("utf-8")  # UnicodeEncodeError (a ValueError) for lone surrogates
+    return value
+
+
+# what _encode_cursor writes for a timestamptz: datetime.isoformat() of an aware value
+_ISO_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?[+-]\d{2}:\d{2}(:\d{2}(\.\d{6})?)?", re.ASCII)
+
+
 def _decode_cursor(cursor: str, sort: Sort) -> dict[str, Any]:
+    """The position a cursor names, with typed values; InvalidCursor (422) for anything this API
+    did not issue, or issued for another sort order."""
     try:
+        if not cursor.isascii():
+            raise ValueError("not base64url")
         data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-            raise ValueError
-        value = data.get("v")
-        if value is not None and not isinstance(value, str):
-            raise ValueError
-        uuid.UUID(data["id"])
-        if value is not None and SORTABLE[sort.key] == "timestamptz":
-            datetime.fromisoformat(value)
-        elif value is not None and SORTABLE[sort.key] == "uuid":
-            uuid.UUID(value)
-        elif value is not None and "\x00" in value:
-            raise ValueError
-    except (ValueError, TypeError, orjson.JSONDecodeError, KeyError):
-        raise InvalidRequest("invalid cursor", details=[{"field": "query.cursor", "loc": ["query", "cursor"],
-                                                         "type": "invalid_cursor",
-                                                         "message": "not a cursor returned by this API"}]) from None
-    if data.get("s") != sort.key or data.get("o") != sort.order:
-        raise InvalidRequest("the cursor belongs to another sort order; start again without cursor",
-                             details=[{"field": "query.cursor", "loc": ["query", "cursor"], "type": "cursor_mismatch",
-                                       "message": "the cursor was issued for another sort or order"}])
-    return data
+        if not isinstance(data, dict) or set(data) != {"s", "o", "v", "id"}:
+            raise ValueError("not a cursor object")
+        if not all(isinstance(data[k], str) for k in ("s", "o", "id")):
+            raise ValueError("wrong types")
+        if data["v"] is not None and not isinstance(data["v"], str):
+            raise ValueError("wrong types")
+        if not _UUID_TEXT.fullmatch(data["id"]):
+            raise ValueError("not a row id")
+        position = {"id": uuid.UUID(data["id"]), "s": data["s"], "o": data["o"], "v": None}
+        if data["s"] in SORTABLE and data["v"] is not None:
+            position["v"] = _cursor_value(SORTABLE[data["s"]], data["v"])
+    except (ValueError, TypeError, OverflowError, orjson.JSONDecodeError, KeyError, binascii.Error):
+        raise _cursor_error("invalid cursor: not a cursor returned by this API; start again without cursor") from None
+    if position["s"] != sort.key or position["o"] != sort.order:
+        raise _cursor_error("the cursor belongs to another sort order; start again without cursor", "cursor_mismatch")
+    return position
 
 
 def _after(col: sql.Composable, sql_type: str, order: str, after: dict[str, Any]) -> tuple[sql.Composable, dict]:
     """Rows strictly after the cursor row in the order `(col is null), col <order>, id <order>`."""
     cmp = sql.SQL(">" if order == "asc" else "<")
-    params = {"after_id": after["id"], "after_v": after["v"]}
+    params = {"after_id": after["id"], "after_v": after["v"]}  # typed (uuid.UUID, datetime, str): no casts of text
     if after["v"] is None:  # inside the trailing NULL group
-        return sql.SQL("({col} is null and c.id {cmp} %(after_id)s::uuid)").format(col=col, cmp=cmp), params
+        return sql.SQL("({col} is null and c.id {cmp} %(after_id)s)").format(col=col, cmp=cmp), params
     value = sql.SQL("%(after_v)s::{}").format(sql.SQL(sql_type))
-    return sql.SQL("({col} is null or {col} {cmp} {v} or ({col} = {v} and c.id {cmp} %(after_id)s::uuid))").format(
+    return sql.SQL("({col} is null or {col} {cmp} {v} or ({col} = {v} and c.id {cmp} %(after_id)s))").format(
         col=col, cmp=cmp, v=value), params

@@ -28,6 +28,19 @@ class InvalidRequest(LorafilesError):
     code, status = "invalid_request", 422
 
 
+class IdempotencyKeyReused(LorafilesError):
+    """The Idempotency-Key already names another request; `details.differs` lists the fields
+    that differ. The other request's job is never returned."""
+
+    code, status = "idempotency_key_reused", 422
+
+
+class InvalidCursor(LorafilesError):
+    """A pagination cursor that this API did not issue (or issued for another sort order)."""
+
+    code, status = "invalid_cursor", 422
+
+
 class NameTaken(LorafilesError):
     code, status = "name_taken", 409
 

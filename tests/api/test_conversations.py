@@ -155,7 +155,8 @@ def test_bad_sort_and_cursor_are_422(api: Api, catalog: dict) -> None:
     assert reply.status == 422
     cursor = alice.get("/conversations", query={"limit": 2, "sort": "topic_key"}).json()["next_cursor"]
     reply = alice.get("/conversations", query={"limit": 2, "sort": "persona_key", "cursor": cursor})
-    assert reply.status == 422 and reply.error["details"][0]["type"] == "cursor_mismatch"
+    assert reply.status == 422 and reply.error["code"] == "invalid_cursor"
+    assert reply.error["details"][0]["type"] == "cursor_mismatch"
     for bad in ("garbage", "e30", cursor[:-3] + "xyz"):
         reply = alice.get("/conversations", query={"cursor": bad})
-        assert reply.status == 422 and reply.error["code"] == "invalid_request", bad
+        assert reply.status == 422 and reply.error["code"] == "invalid_cursor", bad

@@ -93,10 +93,11 @@ def catalog_snapshot(url: str, tables: list[str] | None = None) -> dict[str, Any
 # --------------------------------------------------------------------------------------
 
 def test_discover_finds_the_migrations_in_order():
-    assert ALL[:4] == ["20260101000100_baseline_existing.sql",
+    assert ALL[:5] == ["20260101000100_baseline_existing.sql",
                        "20260101000200_conversation_batch_id.sql",
                        "20260101000300_training_files.sql",
-                       "20261202000100_trainer_exports.sql"]
+                       "20261202000100_trainer_exports.sql",
+                       "20261202000200_request_fingerprint_and_name_key.sql"]
     assert {"20261202000400_training_files_bucket.sql", "20261202000500_owner_id_indexes.sql"} <= set(ALL)
     assert ALL == sorted(p.name for p in (Path(__file__).resolve().parents[2] / "migrations").glob("*.sql"))
     assert default_migrations_dir() == Path(__file__).resolve().parents[2] / "migrations"
@@ -398,12 +399,12 @@ EXPECTED_COLUMNS = {
         "current_version", "conversation_count", "training_pair_count", "total_turns", "quality_summary",
         "scaffolding_distribution", "batch_ids", "json_path", "jsonl_path", "json_size", "jsonl_size",
         "json_sha256", "jsonl_sha256", "stale_since", "created_at", "updated_at",
-        "policy", "artifacts", "export_summary"],
+        "policy", "artifacts", "export_summary", "name_key"],
     "lora_training_jobs": [
         "id", "owner_id", "file_id", "kind", "status", "step", "file_name", "description", "requested_ids",
         "batch_size", "total_batches", "completed_batches", "base_version", "published_version", "error",
         "idempotency_key", "execution_name", "execution_arn", "created_at", "updated_at", "started_at",
-        "finished_at", "policy", "rerender_ids"],
+        "finished_at", "policy", "rerender_ids", "request", "request_fingerprint"],
     "lora_training_job_items": [
         "job_id", "conversation_id", "owner_id", "position", "conversation_pk", "batch_id", "source_file",
         "source_sha256", "json_fragment_key", "jsonl_fragment_key", "json_fragment_size",

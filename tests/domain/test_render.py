@@ -254,3 +254,37 @@ def test_fragment_rendering_is_deterministic():
     meta = MemberMeta(conversation_id=cid, source_file="s", created_date=None, batch_id=None, total_turns=st.pairs,
                       quality_tier=st.quality_tier, scaffolding=sc)
     assert render_fragments(parsed, meta) == render_fragments(parse_enriched(blob, source="s", conversation_id=cid), meta)
+
+
+# ---------------------------------------------------------------------------- JSONL ids (issue 9 item 11)
+
+def test_jsonl_id_suffixes_keep_8_characters_unless_an_earlier_id_shares_them():
+    from lorafiles.domain.render import jsonl_id_suffixes
+
+    a, b, c = ("c0ffee00-1111-4111-8111-111111111111", "c0ffee00-2222-4222-8222-222222222222",
+               "c0ffee00-2222-4333-8333-333333333333")
+    other = "d0d0d0d0-4444-4444-8444-444444444444"
+    assert jsonl_id_suffixes([a, other]) == {a: "c0ffee00", other: "d0d0d0d0"}
+    assert jsonl_id_suffixes([a, b, other, c]) == {a: "c0ffee00", b: "c0ffee00-2", other: "d0d0d0d0",
+                                                   c: "c0ffee00-2222-43"}
+    # appending never changes an earlier suffix; the order decides who keeps the short form
+    assert jsonl_id_suffixes([b, a]) == {b: "c0ffee00", a: "c0ffee00-1"}
+    for n in range(1, 4):
+        assert {k: v for k, v in jsonl_id_suffixes([a, b, c][:n]).items()} == \
+            {k: v for k, v in jsonl_id_suffixes([a, b, c]).items() if k in [a, b, c][:n]}
+
+
+def test_jsonl_id_suffixes_are_distinct_for_any_ids():
+    import random
+
+    from lorafiles.domain.render import jsonl_id_suffixes
+
+    rng = random.Random(11)
+    for _ in range(200):
+        head = "".join(rng.choice("ab") for _ in range(8))
+        ids = list(dict.fromkeys(head + "".join(rng.choice("ab-") for _ in range(rng.randint(0, 6)))
+                                 for _ in range(rng.randint(2, 12))))
+        ids += ["ab", "abab", head[:3]]  # shorter than 8, and prefixes of others
+        suffixes = jsonl_id_suffixes(ids)
+        assert len(set(suffixes.values())) == len(set(ids)), ids
+        assert suffixes == jsonl_id_suffixes(ids)  # deterministic

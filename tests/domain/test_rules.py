@@ -131,3 +131,64 @@ def test_names_compare_ignoring_case_and_surrounding_space():
 ])
 def test_quality_tier_boundaries(score, tier):
     assert quality_tier(score) == tier
+
+
+# ---------------------------------------------------------------------------- names: issue 9 item 9
+
+@pytest.mark.parametrize("a,b", [
+    ("Straße", "STRASSE"), ("ΣΑΣ", "σας"), ("Σίσυφος", "ΣΊΣΥΦΟΣ"),
+    ("\u00c9lan", "E\u0301lan"),                        # NFC and NFD
+    ("ﬁnal", "FINAL"), ("Ｅｌｅｎａ", "Elena"),            # compatibility forms (NFKC)
+    ("Elena\u200bv1", "Elenav1"), ("Elena\u00a0v1", "elena v1"), ("Elena   v1", "Elena v1"),
+])
+def test_names_are_the_same_on_their_nfkc_casefolded_key(a, b):
+    assert name_key(a) == name_key(b)
+
+
+@pytest.mark.parametrize("a,b", [("Strasse", "Strase"), ("e\u0301", "ė"), ("Elena v1", "Elena v2"), ("σα", "σας")])
+def test_different_names_have_different_keys(a, b):
+    assert name_key(a) != name_key(b)
+
+
+@pytest.mark.parametrize("name", [
+    "line\nbreak", "carriage\rreturn", "tab\there", "nul\x00", "bell\x07", "del\x7f", "c1\x85x", "esc\x1b[31m",
+    "evil\u202egnp.exe", "lre\u202ax", "iso\u2066x\u2069", "rlm\u200fx", "alm\u061cx",
+    "para\u2029graph", "line\u2028sep", "surrogate\udcff",
+])
+def test_control_and_bidi_characters_are_refused(name):
+    [p] = check_file_name(name)
+    assert (p.code, p.field) == ("invalid_name", "name"), p
+    assert "must not contain" in p.message
+
+
+@pytest.mark.parametrize("name", ["\u200b", "\u200b\u200c\u200d", "\u2060\ufeff", "\u00ad", "\u3164", "\u2800\u2800",
+                                  "\u0301", "\u034f", "\ufe0f", "\U000e0041"])
+def test_invisible_only_names_are_refused(name):
+    [p] = check_file_name(name)
+    assert p.code == "invalid_name" and "visible" in p.message
+
+
+@pytest.mark.parametrize("name", ["👨\u200d👩\u200d👧 family", "עברית", "العربية 2026", "Ré\u0301sumé", "ｆｕｌｌ"])
+def test_visible_names_with_joiners_and_rtl_scripts_are_fine(name):
+    assert check_file_name(name) == []
+
+
+HOSTILE = ["a\r\nSet-Cookie: x=1", "evil\u202egnp.json", "x\u2066y\u2069", "\u200fz", "nul\x00x", "q\"uote\\", "a/b",
+           "Préstamos\r\n\u202e", "\u2028", ""]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_download_names_and_content_disposition_carry_no_crlf_or_bidi(name):
+    from urllib.parse import unquote
+
+    from lorafiles.domain.rules import BIDI_CONTROLS, content_disposition, download_name
+
+    saved = download_name(name, "jsonl")
+    header = content_disposition(saved)
+    star = header.partition("filename*=UTF-8''")[2]
+    for text in (saved, header, unquote(star)):
+        assert not any(c in text for c in "\r\n\x00\u2028\u2029"), repr(text)
+        assert not any(c in BIDI_CONTROLS for c in text), repr(text)
+        assert "/" not in text.replace("UTF-8''", "")
+    assert saved.endswith(".jsonl") and len(saved) > len(".jsonl")
+    assert header.startswith('attachment; filename="')

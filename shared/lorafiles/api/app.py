@@ -69,9 +69,7 @@ class _AuthenticateFirst(BaseMiddlewareHandler):
             app.append_context(owner_id=principal.owner_id)
             logger.append_keys(owner_id=principal.owner_id)
         if event.body:
-            content_type = (event.headers.get("content-type") or "").strip().lower()
-            if content_type and not content_type.startswith("application/json"):
-                raise api_errors.UnsupportedMediaType("send the body as application/json")
+            _require_json_media_type(event)
             if event.http_method in ("POST", "PUT", "PATCH"):
                 try:
                     event.json_body  # noqa: B018 - parsed (and cached) here: bad bytes are a 422
@@ -82,6 +80,21 @@ class _AuthenticateFirst(BaseMiddlewareHandler):
 
 
 app._request_validation_middleware = _AuthenticateFirst(app._request_validation_middleware)
+
+
+def _require_json_media_type(event: Any) -> None:
+    """The media type must be exactly `application/json` (any case, parameters allowed:
+    `application/json; charset=utf-8`); `application/jsonfoo`, `application/json-patch+json`
+    or two types are 415. The header is rewritten with the lower-case type for Powertools, which
+    compares case-sensitively."""
+    headers = event.raw_event.get("headers") or {}
+    for name in [n for n in headers if n.lower() == "content-type"]:
+        media_type, sep, params = str(headers[name]).partition(";")
+        if not media_type.strip() and not sep:
+            continue  # an empty header is no header: the body is read as JSON
+        if media_type.strip().lower() != "application/json":
+            raise api_errors.UnsupportedMediaType("send the body as application/json")
+        headers[name] = "application/json" + sep + params
 
 
 def owner() -> str:

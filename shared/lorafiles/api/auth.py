@@ -8,17 +8,20 @@
 * Legacy HS256 tokens: verified locally with PyJWT against `LORAFILES_SUPABASE_JWT_SECRET` (or
   the Secrets Manager secret named by `LORAFILES_SUPABASE_JWT_SECRET_NAME`); refused when no
   secret is configured. (get_claims would call the Auth server's /user for them.)
-* Then, for both: `exp` (and `nbf`), `aud` == `LORAFILES_JWT_AUDIENCE` (default
-  `authenticated`; get_claims does not check it), `iss` == `LORAFILES_JWT_ISSUER` (default
-  `$SUPABASE_URL/auth/v1`), and `sub` a UUID: the owner.
+* Then, for both: `exp` (and `nbf`; `exp`, `nbf` and `iat` must be numbers), `aud` ==
+  `LORAFILES_JWT_AUDIENCE` (default `authenticated`; get_claims does not check it), `iss` ==
+  `LORAFILES_JWT_ISSUER` (default `$SUPABASE_URL/auth/v1`), `role` == `authenticated` (the anon
+  and service_role keys, and tokens of other database roles, are not users), and `sub` a UUID:
+  the owner.
 
 Every failure is `Unauthorized` (401) with `details.reason` one of: missing_token, malformed,
 unsupported_algorithm, unknown_key, bad_signature, expired, not_yet_valid, bad_audience,
-bad_issuer, bad_subject.
+bad_issuer, bad_role, bad_subject.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -34,6 +37,7 @@ from .errors import Unauthorized
 
 ASYMMETRIC = {"ES256": "EC", "RS256": "RSA"}  # alg -> JWK key type
 DEFAULT_AUDIENCE = "authenticated"
+USER_ROLE = "authenticated"  # Supabase's role claim of a signed-in user's access token
 
 
 @dataclass(frozen=True)
@@ -190,12 +194,15 @@ class TokenVerifier:
     def _check_claims(self, claims: dict[str, Any]) -> str:
         now, leeway = self._clock(), self.config.leeway
         exp = claims.get("exp")
-        if not isinstance(exp, (int, float)) or isinstance(exp, bool):
-            raise _fail("malformed", "the token has no expiry (exp)")
+        if not _is_time(exp):
+            raise _fail("malformed", "the token has no expiry (exp) that is a number")
+        for name in ("nbf", "iat"):
+            if name in claims and not _is_time(claims[name]):
+                raise _fail("malformed", f"the token's {name} is not a number")
         if exp <= now - leeway:
             raise _fail("expired", "the token has expired")
         nbf = claims.get("nbf")
-        if isinstance(nbf, (int, float)) and nbf > now + leeway:
+        if nbf is not None and nbf > now + leeway:
             raise _fail("not_yet_valid", "the token is not valid yet")
         aud = claims.get("aud")
         audiences = aud if isinstance(aud, list) else [aud]
@@ -203,11 +210,18 @@ class TokenVerifier:
             raise _fail("bad_audience", f"the token's audience is not {self.config.audience!r}")
         if claims.get("iss") != self.config.issuer:
             raise _fail("bad_issuer", "the token was not issued by this project's Auth server")
+        if claims.get("role") != USER_ROLE:  # anon / service_role keys and other roles are not users
+            raise _fail("bad_role", f"the token's role is not {USER_ROLE!r}")
         sub = claims.get("sub")
         try:
             return str(uuid.UUID(sub)) if isinstance(sub, str) else _bad_subject()
         except ValueError:
             return _bad_subject()
+
+
+def _is_time(value: Any) -> bool:
+    """A NumericDate: an int or float (not a bool, a string, NaN or infinite)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _bad_subject() -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import sys
 import threading
@@ -23,10 +24,11 @@ import uuid
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
+from ..domain.rules import content_disposition
 from ..errors import LorafilesError
 from ..ports import ObjectNotFound
 from ..storage.content_types import resolve_content_type
@@ -86,6 +88,20 @@ def to_event(method: str, target: str, headers: list[tuple[str, str]], body: byt
         except UnicodeDecodeError:
             event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
     return event
+
+
+_DIGITS = re.compile(r"[0-9]{1,18}")
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_MAX_LINE = 4096
+_MAX_TRAILERS = 32
+
+
+class _BadFraming(Exception):
+    """The request's body framing is unusable: answered with `status`, connection closed."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
 
 
 class LocalApiServer:
@@ -178,28 +194,57 @@ class _Handler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def _body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            data = bytearray()
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return bytes(data)
-                data += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+        """The request body, framed strictly (RFC 9112): one Content-Length of ASCII digits, or
+        `Transfer-Encoding: chunked` alone, never both; at most MAX_BODY bytes either way."""
+        codings = [c.strip().lower() for v in self.headers.get_all("Transfer-Encoding") or [] for c in v.split(",")]
+        lengths = [v.strip() for v in self.headers.get_all("Content-Length") or []]
+        if codings:
+            if codings != ["chunked"]:
+                raise _BadFraming(400, "bad_request", "only Transfer-Encoding: chunked is supported")
+            if lengths:
+                raise _BadFraming(400, "bad_request", "send Content-Length or Transfer-Encoding, not both")
+            return self._chunked()
+        if not lengths:
+            return b""
+        if len(set(lengths)) != 1 or not _DIGITS.fullmatch(lengths[0]):
+            raise _BadFraming(400, "bad_request", "Content-Length must be one non-negative decimal number")
+        length = int(lengths[0])
+        if length > MAX_BODY:
+            raise _BadFraming(413, "payload_too_large", f"request bodies are limited to {MAX_BODY} bytes")
+        data = self.rfile.read(length)
+        if len(data) < length:
+            raise _BadFraming(400, "bad_request", "the body is shorter than its Content-Length")
+        return data
+
+    def _chunked(self) -> bytes:
+        data = bytearray()
+        while True:
+            line = self.rfile.readline(_MAX_LINE + 1)
+            size_text = line.split(b";", 1)[0].strip()
+            if len(line) > _MAX_LINE or not line.endswith(b"\n") or not _HEX.fullmatch(size_text):
+                raise _BadFraming(400, "bad_request", "malformed chunk size line")
+            size = int(size_text, 16)
+            if size == 0:
+                for _ in range(_MAX_TRAILERS):
+                    trailer = self.rfile.readline(_MAX_LINE + 1)
+                    if trailer in (b"\r\n", b"\n"):
+                        return bytes(data)
+                    if len(trailer) > _MAX_LINE or not trailer.endswith(b"\n"):
+                        break
+                raise _BadFraming(400, "bad_request", "malformed chunked trailer")
+            if len(data) + size > MAX_BODY:
+                raise _BadFraming(413, "payload_too_large", f"request bodies are limited to {MAX_BODY} bytes")
+            chunk = self.rfile.read(size)
+            if len(chunk) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise _BadFraming(400, "bad_request", "malformed chunk")
+            data += chunk
 
     def _api(self) -> None:
-        if int(self.headers.get("Content-Length") or 0) > MAX_BODY:
-            self.close_connection = True
-            self._json(413, error_body("payload_too_large", f"request bodies are limited to {MAX_BODY} bytes"))
-            return
         try:
             body = self._body()
-        except ValueError:
-            self._json(400, error_body("bad_request", "unreadable request body"))
+        except _BadFraming as exc:
+            self.close_connection = True  # what follows on the connection cannot be trusted
+            self._json(exc.status, error_body(exc.code, exc.message))
             return
         event = to_event(self.command, self.path, list(self.headers.items()), body, self.client_address[0],
                          self.headers.get("Host") or "localhost")
@@ -212,6 +257,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _download(self) -> None:
         token = unquote(urlsplit(self.path).path[len(PREFIX):])
         try:
+            self._body()  # read (and ignore) a body, so that the next request on the connection is framed right
+        except _BadFraming as exc:
+            self.close_connection = True
+            self._json(exc.status, error_body(exc.code, exc.message))
+            return
+        try:
             obj = self.api.signer.verify(token)
             with self.api.service.store.open_stream(obj.bucket, obj.key) as stream:
                 stream.seek(0, os.SEEK_END)
@@ -220,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
                 headers = {"Content-Type": resolve_content_type(obj.key),
                            "Cache-Control": "private, no-store"}
                 if obj.download_name:
-                    headers["Content-Disposition"] = _attachment(obj.download_name)
+                    headers["Content-Disposition"] = content_disposition(obj.download_name)
                 self._send_head(200, size, headers)
                 while chunk := stream.read(CHUNK):
                     self.wfile.write(chunk)
@@ -250,11 +301,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_head(status, len(data), headers, cookies)
         if self.command != "HEAD":
             self.wfile.write(data)
-
-
-def _attachment(name: str) -> str:
-    ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 # ---------------------------------------------------------------------- `lorafiles serve`

@@ -1,7 +1,9 @@
 """HMAC-SHA256 signed download URLs of the local server (what presigned S3 / Supabase URLs are in
 production). A URL is `<base>/downloads/<payload>.<signature>`: payload = base64url JSON of
 bucket, key, expiry (unix seconds) and download name; signature = base64url HMAC-SHA256 of the
-payload. Tampering with any part, or using it after the expiry, is refused (403)."""
+payload. Tampering with any part, or using it after the expiry, is refused (403), and a link
+can only ever name a training-file artifact: its bucket and key are checked against the one
+artifact key form (no `..`, absolute paths, NUL or other objects such as fragments)."""
 from __future__ import annotations
 
 import base64
@@ -46,6 +48,8 @@ class UrlSigner:
         self._secret, self.base_url, self._clock = secret, base_url.rstrip("/"), clock
 
     def __call__(self, bucket: str, key: str, expires_in: int, download_name: str | None = None) -> str:
+        if not _grantable(bucket, key):
+            raise ValueError(f"only training-file artifacts can be signed, not {bucket}/{key!r}")
         payload = _b64(orjson.dumps({"b": bucket, "k": key, "e": int(self._clock()) + int(expires_in),
                                      "n": download_name}))
         return f"{self.base_url}{PREFIX}{payload}.{self._sign(payload)}"
@@ -60,12 +64,22 @@ class UrlSigner:
             raise DownloadInvalid("this download link is not valid (bad signature)")
         try:
             data = orjson.loads(_unb64(payload))
-            obj = SignedObject(str(data["b"]), str(data["k"]), int(data["e"]), data.get("n"))
+            obj = SignedObject(data["b"], data["k"], int(data["e"]), data.get("n"))
         except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
             raise DownloadInvalid("this download link is not valid") from None
+        if not _grantable(obj.bucket, obj.key) or not isinstance(obj.download_name, (str, type(None))):
+            # even a correctly signed link (a leaked or misused secret) reaches nothing but an artifact
+            raise DownloadInvalid("this download link does not name a training file")
         if obj.expires_at <= self._clock():
             raise DownloadExpired("this download link has expired; ask the API for a new one")
         return obj
+
+
+def _grantable(bucket: object, key: object) -> bool:
+    """A link can only name a training-file artifact (`training-files/<owner>/<file>/v<N>/training.json[l]`)."""
+    from ..usecases.common import OUTPUT_BUCKET, is_artifact_key
+
+    return bucket == OUTPUT_BUCKET and is_artifact_key(key)
 
 
 def signing_secret(home: Path) -> bytes:

@@ -1,11 +1,12 @@
 """All SQL of the feature, behind one class. Callers own the transaction (the connection).
 
 Guarding is done by the database: row locks (`FOR UPDATE`), the unique index on
-(owner, lower(name)), the partial unique index "one active job per file", and primary keys
+(owner, name_key) (the NFKC case-folded name), the partial unique index "one active job per file", and primary keys
 that make every pipeline write idempotent (`ON CONFLICT`).
 """
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Any, Iterable, Iterator, Sequence
@@ -13,6 +14,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ..domain.rules import name_key
 from ..domain.summary import ConversationStats
 
 ACTIVE_JOB = ("queued", "running")
@@ -23,7 +25,7 @@ _ITEM_COLS = (
     "exports_fragment_key", "exports_fragment_size", "exports_layout", "export_stats", "policy_digest",
 )
 _JSONB = frozenset({"warnings", "consultant_profile", "exports_layout", "export_stats", "quality_summary",
-                    "scaffolding_distribution", "policy", "artifacts", "export_summary", "error"})
+                    "scaffolding_distribution", "policy", "artifacts", "export_summary", "error", "request"})
 FRAGMENT_COLUMNS = ("json_fragment_key", "jsonl_fragment_key", "exports_fragment_key")
 ITEM_COLUMNS = _ITEM_COLS
 
@@ -34,13 +36,15 @@ def _jsonb(row: dict[str, Any]) -> dict[str, Any]:
 _MEMBER_COPY = ", ".join(_ITEM_COLS)
 
 
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 def is_uuid(value: Any) -> bool:
-    """Ids from users are looked up only when they are UUIDs (anything else simply is not found)."""
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
+    """Ids from users are looked up only when they are UUIDs in the 8-4-4-4-12 hex form (anything
+    else simply is not found). Stricter than uuid.UUID, which also takes `urn:uuid:…`, braces and
+    bare hex that PostgreSQL's uuid type does not all accept."""
+    return isinstance(value, (str, uuid.UUID)) and (isinstance(value, uuid.UUID)
+                                                    or _UUID_TEXT.fullmatch(value) is not None)
 
 
 class Repository:
@@ -111,8 +115,10 @@ class Repository:
         return self._owned_row("lora_training_files", file_id, owner_id, lock)
 
     def file_by_name(self, owner_id: str, name: str) -> dict[str, Any] | None:
-        return self._one("select * from lora_training_files where owner_id = %s and lower(name) = lower(%s)",
-                         (owner_id, name))
+        """The owner's file whose name is the same as `name` (domain.rules.name_key; the database's
+        generated `name_key` column is the same function and holds the unique index)."""
+        return self._one("select * from lora_training_files where owner_id = %s and name_key = %s",
+                         (owner_id, name_key(name)))
 
     def files(self, owner_id: str) -> list[dict[str, Any]]:
         return self._all("select * from lora_training_files where owner_id = %s order by created_at desc, id",
@@ -138,6 +144,13 @@ class Repository:
                 (file_id, list(among)),
             )
         return {r["conversation_id"] for r in rows}
+
+    def member_ids_with_prefixes(self, file_id: str, length: int, prefixes: Sequence[str]) -> list[str]:
+        """Members whose conversation id starts with one of `prefixes` (each `length` characters), in file order."""
+        rows = self._all("""select conversation_id from lora_training_file_members
+                             where file_id = %s and left(conversation_id, %s) = any(%s) order by position""",
+                         (file_id, length, list(prefixes)))
+        return [r["conversation_id"] for r in rows]
 
     def members(self, file_id: str) -> list[dict[str, Any]]:
         return self._all("select * from lora_training_file_members where file_id = %s order by position", (file_id,))
@@ -167,12 +180,12 @@ class Repository:
         row = self._one(
             """insert into lora_training_jobs (owner_id, file_id, kind, file_name, description, requested_ids,
                                                rerender_ids, policy, batch_size, total_batches, idempotency_key,
-                                               created_at)
+                                               created_at, request, request_fingerprint)
                values (%(owner_id)s, %(file_id)s, %(kind)s, %(file_name)s, %(description)s, %(requested_ids)s,
                        %(rerender_ids)s, %(policy)s, %(batch_size)s, %(total_batches)s, %(idempotency_key)s,
-                       %(created_at)s)
+                       %(created_at)s, %(request)s, %(request_fingerprint)s)
                on conflict (owner_id, idempotency_key) do nothing returning *""",
-            _jsonb({"rerender_ids": [], "policy": None, **job}),
+            _jsonb({"rerender_ids": [], "policy": None, "request": None, "request_fingerprint": None, **job}),
         )
         if row is not None:
             return row, True

@@ -8,7 +8,7 @@ The streamed Full JSON is byte-identical to `orjson.dumps(document, OPT_INDENT_2
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 
 import orjson
 
@@ -52,13 +52,59 @@ def conversation_element(parsed: ParsedConversation, meta: MemberMeta) -> dict[s
     return {"conversation_metadata": meta.as_dict(), "training_pairs": parsed.pairs}
 
 
-def jsonl_records(parsed: ParsedConversation, conversation_id: str) -> Iterator[dict[str, Any]]:
-    """One record per trainable pair (non-null target_response), in file order."""
+ID_PREFIX = 8  # formats.md: JSONL `id` = pair id + "_" + the first 8 characters of the conversation id
+
+
+def jsonl_id_suffixes(conversation_ids: Sequence[str]) -> dict[str, str]:
+    """The conversation part of the JSONL ids of conversations in FILE ORDER (members by position,
+    then a job's new conversations in request order): the first 8 characters, unless an earlier
+    conversation already starts with the same 8; then the shortest longer prefix (not ending in
+    `-`) that no earlier conversation of that prefix shares and no earlier one uses.
+
+    A conversation's suffix depends only on the conversations before it, so adding conversations
+    never changes (or re-renders) the ids of the members already in a file, and re-rendering a
+    member gives it the same id again. Only conversations sharing a first-8 prefix influence each
+    other, so callers may pass just those. Suffixes are pairwise distinct; for UUIDs (no `_`) the
+    ids `<pair id>_<suffix>` are therefore distinct across conversations."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    earlier: dict[str, list[str]] = {}
+    for cid in conversation_ids:
+        if cid in out:
+            continue
+        group = earlier.setdefault(cid[:ID_PREFIX], [])
+        out[cid] = _suffix(cid, group, used)
+        used.add(out[cid])
+        group.append(cid)
+    return out
+
+
+def _suffix(cid: str, earlier: list[str], used: set[str]) -> str:
+    short = cid[:ID_PREFIX]
+    if not earlier and short not in used:
+        return short
+    for n in range(ID_PREFIX + 1, len(cid) + 1):
+        candidate = cid[:n]
+        if candidate.endswith("-") and n < len(cid):
+            continue
+        if candidate not in used and all(e[:n] != candidate for e in earlier):
+            return candidate
+    k = 2  # cid is a prefix of an earlier id (not a UUID): still unique, still deterministic
+    while f"{cid}~{k}" in used:
+        k += 1
+    return f"{cid}~{k}"
+
+
+def jsonl_records(parsed: ParsedConversation, conversation_id: str,
+                  id_suffix: str | None = None) -> Iterator[dict[str, Any]]:
+    """One record per trainable pair (non-null target_response), in file order. `id_suffix`
+    (from `jsonl_id_suffixes`) defaults to the first 8 characters of the conversation id."""
+    suffix = conversation_id[:ID_PREFIX] if id_suffix is None else id_suffix
     for pair in parsed.pairs:
         if pair.get("target_response") is None:
             continue
         record: dict[str, Any] = {
-            "id": f"{pair['id']}_{conversation_id[:8]}",
+            "id": f"{pair['id']}_{suffix}",
             "conversation_id": conversation_id,
             "turn_number": pair["turn_number"],
         }
@@ -67,11 +113,12 @@ def jsonl_records(parsed: ParsedConversation, conversation_id: str) -> Iterator[
         yield record
 
 
-def render_fragments(parsed: ParsedConversation, meta: MemberMeta) -> tuple[bytes, bytes]:
+def render_fragments(parsed: ParsedConversation, meta: MemberMeta,
+                     id_suffix: str | None = None) -> tuple[bytes, bytes]:
     """(Full JSON fragment, JSONL lines) of one conversation. Deterministic."""
     element = orjson.dumps(conversation_element(parsed, meta), option=_INDENT)
     json_fragment = _ELEMENT_PREFIX + element.replace(b"\n", b"\n" + _ELEMENT_PREFIX)
-    jsonl = b"".join(orjson.dumps(r) + b"\n" for r in jsonl_records(parsed, meta.conversation_id))
+    jsonl = b"".join(orjson.dumps(r) + b"\n" for r in jsonl_records(parsed, meta.conversation_id, id_suffix))
     return json_fragment, jsonl
 
 

@@ -1,8 +1,11 @@
 """Business rules, each in exactly one place."""
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import quote
 
 from .problems import Problem
 
@@ -39,20 +42,108 @@ def quality_tier(score: float | None) -> str:
 
 
 def normalize_name(name: str) -> str:
+    """The name as stored: surrounding whitespace removed, otherwise exactly as the user wrote it."""
     return name.strip()
 
 
+# Unicode Default_Ignorable_Code_Point (DerivedCoreProperties.txt): invisible characters, left
+# out when names are compared (as Unicode's NFKC_Casefold does).
+DEFAULT_IGNORABLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F),
+    (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)
+# Unicode Bidi_Control: they reorder how the text around them is displayed (spoofing, "Trojan Source")
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_BLANK_SYMBOLS = frozenset("\u2800")  # BRAILLE PATTERN BLANK: a "symbol" that shows nothing
+_SPACE_RUNS = re.compile(" {2,}")
+
+
+def is_default_ignorable(char: str) -> bool:
+    cp = ord(char)
+    return any(lo <= cp <= hi for lo, hi in DEFAULT_IGNORABLE)
+
+
+def _fold(char: str) -> str:
+    if is_default_ignorable(char):
+        return ""
+    if char.isspace():
+        return " "
+    return char.casefold()
+
+
 def name_key(name: str) -> str:
-    """Names are unique per owner ignoring case (the database index uses lower(name))."""
-    return normalize_name(name).lower()
+    """What two names are compared by: unique per owner on this key. NFKC-normalised, case-folded
+    (full folding: `Straße` = `STRASSE`, `ΣΑΣ` = `σας`), invisible characters left out, any run of
+    whitespace one space, no surrounding space. NFC and NFD spellings give the same key.
+
+    The database computes the same key (`public.lorafiles_name_key(text)`, migration
+    20261202000200, generated from this function; tests/db/test_name_key.py checks that both
+    agree on every code point) and holds the unique index on it."""
+    folded = "".join(_fold(c) for c in unicodedata.normalize("NFKC", name))
+    return _SPACE_RUNS.sub(" ", unicodedata.normalize("NFKC", folded)).strip(" ")
+
+
+def _forbidden(char: str) -> str | None:
+    category = unicodedata.category(char)
+    if category == "Cc":
+        return "control characters"
+    if category == "Cs":
+        return "unpaired surrogates (not valid Unicode text)"
+    if category in ("Zl", "Zp"):
+        return "line or paragraph separators"
+    if char in BIDI_CONTROLS:
+        return "bidirectional control characters"
+    return None
+
+
+def _visible(char: str) -> bool:
+    return (unicodedata.category(char)[0] in "LNPS" and not is_default_ignorable(char)
+            and char not in _BLANK_SYMBOLS)
 
 
 def check_file_name(name: str | None) -> list[Problem]:
+    """A file name must show something, fit in 255 characters, and hold no character that changes
+    how it (or what follows it) is displayed: control characters (CR, LF, TAB, NUL, ...), line
+    separators and bidirectional controls are refused, and so is a name of invisible characters only."""
     if name is None or not normalize_name(name):
         return [Problem(code="invalid_name", message="name must not be empty", field="name")]
-    if len(normalize_name(name)) > NAME_MAX:
+    stored = normalize_name(name)
+    if len(stored) > NAME_MAX:
         return [Problem(code="invalid_name", message=f"name is longer than {NAME_MAX} characters", field="name")]
+    bad = sorted({reason for c in stored if (reason := _forbidden(c))})
+    if bad:
+        return [Problem(code="invalid_name", message=f"name must not contain {' or '.join(bad)}", field="name")]
+    if not any(_visible(c) for c in stored):
+        return [Problem(code="invalid_name", message="name must contain a visible character", field="name")]
     return []
+
+
+def download_name(name: str, extension: str = "") -> str:
+    """The file name a download is saved as: the file's name with nothing that could break a header
+    or the display (controls such as CR/LF become `_`, bidirectional controls and invisible
+    characters are dropped, path separators become `_`), then `.<extension>`. Names refused by
+    `check_file_name` never get that far, but files named before the rule existed may."""
+    out = []
+    for c in unicodedata.normalize("NFC", name):
+        if c in BIDI_CONTROLS or is_default_ignorable(c):
+            continue
+        out.append("_" if _forbidden(c) or unicodedata.category(c) == "Cf" or c in "/\\" else c)
+    base = " ".join("".join(out).split()) or "training-file"
+    return f"{base}.{extension}" if extension else base
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` header value for a download (one place: S3 presigned URLs and the local
+    server). The name goes through `download_name` first, so neither `filename` nor the RFC 5987
+    `filename*` form can carry CR/LF, other controls or bidirectional characters; non-ASCII names
+    get the `filename*` form with an ASCII fallback."""
+    safe = download_name(filename)
+    quoted = safe.replace("\\", "\\\\").replace('"', '\\"')
+    if safe.isascii():
+        return f'attachment; filename="{quoted}"'
+    fallback = quoted.encode("ascii", "replace").decode("ascii")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(safe, safe='')}"
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
+from lorafiles.domain.rules import content_disposition
 from lorafiles.ports import ObjectNotFound, StorageError
 from lorafiles.storage.content_types import resolve_content_type
 
@@ -121,15 +121,6 @@ class S3ObjectStore:
             return self.client.generate_presigned_url(
                 "get_object", Params=params, ExpiresIn=expires_in
             )
-
-
-def content_disposition(filename: str) -> str:
-    """``attachment`` header value; non-ASCII names also get an RFC 5987 ``filename*``."""
-    quoted = filename.replace("\\", "\\\\").replace('"', '\\"')
-    if filename.isascii():
-        return f'attachment; filename="{quoted}"'
-    fallback = quoted.encode("ascii", "replace").decode("ascii")
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 one selection check used before a job starts and again inside it."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
@@ -80,6 +81,15 @@ class UseCase:
 
 def artifact_key(owner_id: str, file_id: str, version: int, name: str) -> str:
     return f"{owner_id}/{file_id}/v{version}/{ARTIFACTS[name][0]}"
+
+
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_ARTIFACT_KEY = re.compile(rf"{_UUID}/{_UUID}/v[1-9][0-9]{{0,9}}/(?:training\.json|training\.jsonl)")
+
+
+def is_artifact_key(key: object) -> bool:
+    """Whether `key` is what `artifact_key` makes (so it has no `..`, no leading `/`, no NUL...)."""
+    return isinstance(key, str) and _ARTIFACT_KEY.fullmatch(key) is not None
 
 
 def execution_name(job: dict[str, Any]) -> str:

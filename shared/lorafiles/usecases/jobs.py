@@ -11,8 +11,9 @@ from pydantic import ValidationError
 
 from ..db.repository import Repository
 from ..domain.exports import TrainingPolicy
+from ..domain.idempotency import canonical_request, fingerprint_of, request_differences
 from ..domain.rules import normalize_name
-from ..errors import FileBusy, InvalidRequest, JobStateError, NotFound, SelectionBlocked
+from ..errors import FileBusy, IdempotencyKeyReused, InvalidRequest, JobStateError, NotFound, SelectionBlocked
 from ..storage import get_many
 from ..tokens import UnknownModel, canonical_model_id
 from .common import INPUT_BUCKET, UseCase, blocked_message, execution_name, path_of, selection_problems
@@ -31,12 +32,18 @@ class JobStarting(UseCase):
     def start_job(self, owner_id: str, *, kind: str, conversation_ids: Sequence[str], name: str | None = None,
                   description: str | None = None, file_id: str | None = None,
                   idempotency_key: str | None = None, policy: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Validate, register and start a create/add job. A repeated idempotency key returns the same job.
+        """Validate, register and start a create/add job. A repeated idempotency key returns the same
+        job for the same request, and is refused (IdempotencyKeyReused) for any other request.
 
         `policy` holds training-policy fields that override the file's policy (add) or the
         deployment's default (create); the job records the whole resolved policy."""
         if kind not in ("create", "add"):
             raise InvalidRequest(f"unknown job kind {kind!r}")
+        # What the job uses, as the request it answers (start_job's arguments, passed through):
+        request = canonical_request(kind=kind, file_id=file_id if kind == "add" else None,
+                                    name=normalize_name(name) if kind == "create" and name is not None else None,
+                                    description=description if kind == "create" else None,
+                                    conversation_ids=list(conversation_ids), policy=dict(policy) if policy else None)
         key = idempotency_key or str(uuid.uuid4())
         with self.db.connection() as conn:
             row = Repository(conn).job_by_key(owner_id, key)
@@ -47,9 +54,9 @@ class JobStarting(UseCase):
                 raise SelectionBlocked(blocked_message(report["problems"]), details=report["problems"])
             resolved = self.resolve_policy(owner_id, file_id if kind == "add" else None, policy)
             row = self._insert_job(owner_id, kind=kind, ids=list(conversation_ids), file_id=file_id,
-                                   name=normalize_name(name) if name else None, description=description, key=key,
+                                   name=request["name"], description=description, key=key, request=request,
                                    policy=resolved)
-        return self._ensure_started(row)
+        return self._ensure_started(self._same_request(row, key, request))
 
     def resolve_policy(self, owner_id: str, file_id: str | None,
                        overrides: Mapping[str, Any] | None) -> TrainingPolicy:
@@ -87,9 +94,10 @@ class JobStarting(UseCase):
         if only_changed:
             ids = self._changed_members(owner_id, members) or ids
         key = idempotency_key or str(uuid.uuid4())
+        request = canonical_request(kind="regenerate", file_id=file_id, only_changed=only_changed)
         row = self._insert_job(owner_id, kind="regenerate", ids=ids, file_id=file_id, name=None, description=None,
-                               key=key, policy=self.resolve_policy(owner_id, file_id, None))
-        return self._ensure_started(row)
+                               key=key, request=request, policy=self.resolve_policy(owner_id, file_id, None))
+        return self._ensure_started(self._same_request(row, key, request))
 
     def _changed_members(self, owner_id: str, members: list[dict[str, Any]]) -> list[str]:
         """Members whose enriched file no longer matches the checksum recorded at inclusion."""
@@ -106,24 +114,46 @@ class JobStarting(UseCase):
         return {p: hashlib.sha256(b).hexdigest() if isinstance(b, bytes) else b for p, b in blobs.items()}
 
     def _insert_job(self, owner_id: str, *, kind: str, ids: list[str], file_id: str | None, name: str | None,
-                    description: str | None, key: str, policy: TrainingPolicy | None = None) -> dict[str, Any]:
+                    description: str | None, key: str, request: dict[str, Any],
+                    policy: TrainingPolicy | None = None) -> dict[str, Any]:
+        """The job of this key: inserted now, or the one a concurrent request with the key inserted.
+
+        total_batches counts the requested conversations; create-file adds the members it must
+        re-render (a changed policy) once it holds the file's lock."""
         batch = max(1, self.settings.batch_size)
         policy = policy or self.settings.default_policy()
-        # total_batches counts the requested conversations; create-file adds the members it must
-        # re-render (a changed policy) once it holds the file's lock.
         job = {"owner_id": owner_id, "file_id": file_id, "kind": kind, "file_name": name, "description": description,
                "requested_ids": ids, "batch_size": batch, "total_batches": (len(ids) + batch - 1) // batch,
-               "idempotency_key": key, "created_at": self.clock(), "policy": policy.model_dump(mode="json")}
+               "idempotency_key": key, "created_at": self.clock(), "request": request,
+               "request_fingerprint": fingerprint_of(request), "policy": policy.model_dump(mode="json")}
         try:
             with self.db.connection() as conn:
                 row, _ = Repository(conn).insert_job(job)
         except psycopg.errors.UniqueViolation as exc:
             with self.db.connection() as conn:
-                active = Repository(conn).active_job_for_file(file_id) if file_id else None
+                repo = Repository(conn)
+                same_key = repo.job_by_key(owner_id, key)  # a concurrent request with this key won the race
+                active = repo.active_job_for_file(file_id) if file_id and same_key is None else None
+            if same_key is not None:
+                return same_key
             busy = f" with job {active['id']} ({active['kind']}, {active['status']})" if active else ""
             raise FileBusy(f"training file {file_id} is busy{busy}; try again when it finishes",
                            details={"file_id": file_id, "job_id": str(active["id"]) if active else None}) from exc
         return row
+
+    @staticmethod
+    def _same_request(job: dict[str, Any], key: str, request: dict[str, Any]) -> dict[str, Any]:
+        """`job` if it was registered for `request`; IdempotencyKeyReused naming what differs otherwise."""
+        if job.get("request_fingerprint") == fingerprint_of(request):
+            return job
+        stored = job.get("request") or stored_request(job)
+        differs = request_differences(stored, request)
+        if not differs:
+            return job
+        raise IdempotencyKeyReused(
+            f"the idempotency key {key!r} was already used for a different request (different "
+            f"{', '.join(differs)}); use a new key for a new request",
+            details={"idempotency_key": key, "differs": differs})
 
     def _ensure_started(self, job: dict[str, Any]) -> dict[str, Any]:
         if job["execution_arn"] or job["status"] in ("succeeded", "failed"):
@@ -134,3 +164,13 @@ class JobStarting(UseCase):
         arn = self.starter.start(name, {"job_id": str(job["id"])})
         with self.db.connection() as conn:
             return Repository(conn).update_job(str(job["id"]), execution_name=name, execution_arn=arn)
+
+
+def stored_request(job: dict[str, Any]) -> dict[str, Any]:
+    """The request of a job registered before requests were stored (the migration backfills the
+    same from these columns)."""
+    kind = job["kind"]
+    return canonical_request(kind=kind, file_id=None if kind == "create" else job["file_id"],
+                             name=job["file_name"], description=job["description"],
+                             conversation_ids=None if kind == "regenerate" else list(job["requested_ids"]),
+                             only_changed=True if kind == "regenerate" else None)

@@ -9,6 +9,7 @@ import orjson
 from ..db.repository import Repository
 from ..domain.exports import EXPORT_FORMATS, view_of
 from ..domain.preview import marked_render
+from ..domain.rules import download_name as safe_download_name
 from ..tokens import get_model
 from ..errors import InvalidRequest, NotFound
 from .common import ARTIFACTS, FORMATS, OUTPUT_BUCKET, UseCase
@@ -101,11 +102,13 @@ class Reading(UseCase):
 
 
 def download_name(file_name: str, version: int, fmt: str) -> str:
-    """The name a download is saved under: `<file name>.json|.jsonl` for the v4 files (as before),
-    `<file name>-v<N>-<artifact file>` for the exports, reports and configs."""
+    """The name a download is saved under (made safe for headers by `rules.download_name`):
+    `<file name>.json|.jsonl` for the v4 files (as before), `<file name>-v<N>-<artifact file>` for
+    the exports, reports and configs."""
     if fmt in FORMATS:
-        return f"{file_name}.{fmt}"
-    return f"{file_name}-v{version}-{ARTIFACTS[fmt][0]}"
+        return safe_download_name(file_name, fmt)
+    stem, ext = ARTIFACTS[fmt][0].rsplit(".", 1)
+    return safe_download_name(f"{file_name}-v{version}-{stem}", ext)
 
 
 def _lines(src: BinaryIO, chunk: int = 1 << 16) -> Iterator[bytes]:

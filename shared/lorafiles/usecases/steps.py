@@ -21,7 +21,7 @@ from ..domain import bundle
 from ..domain.enriched import parse_enriched
 from ..domain.exports import ExportAccumulator, MemberExports, TrainingPolicy, build_member_exports
 from ..domain.problems import ConversationReport
-from ..domain.render import FileHeader, MemberMeta, render_fragments
+from ..domain.render import ID_PREFIX, FileHeader, MemberMeta, jsonl_id_suffixes, render_fragments
 from ..domain.summary import ConversationStats, SummaryAccumulator, conversation_stats
 from ..errors import (ConversationsInvalid, InvalidRequest, JobStateError, LorafilesError, NameTaken, NotFound,
                       SelectionBlocked, TransientError)
@@ -118,6 +118,7 @@ class PipelineSteps(UseCase):
             rerender = set(job["rerender_ids"]) & set(batch)
             fresh = [c for c in batch if c not in rerender]
             rows = repo.conversations_for_owner(str(job["owner_id"]), fresh)
+            suffixes = self._jsonl_id_suffixes(repo, str(job["file_id"]), list(job["requested_ids"]), fresh)
             members = repo.members_by_ids(str(job["file_id"]), rerender) if rerender else {}
         missing = [c for c in fresh if c not in rows] + [c for c in rerender if c not in members]
         if missing:
@@ -139,7 +140,8 @@ class PipelineSteps(UseCase):
                                            model, reports)
             else:
                 item = self._fresh_item(job, file_id, batch_index * size + offset, rows[cid],
-                                        blobs[rows[cid]["enriched_file_path"]], policy, model, reports)
+                                        blobs[rows[cid]["enriched_file_path"]], policy, model, reports,
+                                        suffixes[cid])
             if item is not None:
                 items.append(item)
         if reports:
@@ -167,9 +169,20 @@ class PipelineSteps(UseCase):
             raise JobStateError(f"job {job_id} is {job['status']}; batch {batch_index} was not staged")
         return {"job_id": job_id, "batch_index": batch_index, "staged": len(items)}
 
+    @staticmethod
+    def _jsonl_id_suffixes(repo: Repository, file_id: str, requested: list[str], batch: list[str]) -> dict[str, str]:
+        """The JSONL id suffix of each conversation of the batch, from the conversations before it
+        in the next version's order (members by position, then the job's new ones in request
+        order) that share its first 8 characters (domain.render.jsonl_id_suffixes)."""
+        prefixes = sorted({c[:ID_PREFIX] for c in batch})
+        order = repo.member_ids_with_prefixes(file_id, ID_PREFIX, prefixes) if prefixes else []
+        members = set(order)
+        order += [c for c in requested if c[:ID_PREFIX] in prefixes and c not in members]
+        return jsonl_id_suffixes(order)
+
     def _fresh_item(self, job: dict[str, Any], file_id: str, position: int, row: dict[str, Any],
                     blob: bytes | Exception, policy: TrainingPolicy, model: ChatModel,
-                    reports: list[ConversationReport]) -> dict[str, Any] | None:
+                    reports: list[ConversationReport], id_suffix: str) -> dict[str, Any] | None:
         """A conversation joining the file: parse its enriched file, render its v4 fragments and exports."""
         cid, path = row["conversation_id"], row["enriched_file_path"]
         if isinstance(blob, ObjectNotFound):
@@ -196,7 +209,7 @@ class PipelineSteps(UseCase):
         meta = MemberMeta(conversation_id=cid, source_file=source, created_date=created,
                           batch_id=str(row["batch_id"]) if row.get("batch_id") else None,
                           total_turns=stats.pairs, quality_tier=stats.quality_tier, scaffolding=scaffolding)
-        json_fragment, jsonl_fragment = render_fragments(parsed, meta)
+        json_fragment, jsonl_fragment = render_fragments(parsed, meta, id_suffix)
         base = fragment_base(str(job["owner_id"]), file_id, cid)
         item = {
             "job_id": str(job["id"]), "conversation_id": cid, "owner_id": str(job["owner_id"]), "position": position,
