@@ -74,8 +74,9 @@ class JobStarting(UseCase):
                 overrides["target_model"] = canonical_model_id(str(overrides["target_model"]))
             return TrainingPolicy(**{**base, **overrides})
         except UnknownModel as exc:
-            raise InvalidRequest(str(exc), details=[{"field": "policy.target_model", "code": "unknown_model",
-                                                     "message": str(exc)}]) from None
+            raise InvalidRequest(f"invalid training policy: policy.target_model: {exc}",
+                                 details=[{"field": "policy.target_model", "code": "unknown_model",
+                                           "message": str(exc)}]) from None
         except ValidationError as exc:
             details = [{"field": "policy." + ".".join(str(p) for p in e["loc"]), "code": "invalid_policy",
                         "message": e["msg"]} for e in exc.errors()]
