@@ -1,0 +1,137 @@
+"""The validation rules of parse_enriched at their edges: each test states one rule the report
+exists for (issue 14: these edges let a flipped comparison or a dropped call pass unnoticed)."""
+from __future__ import annotations
+
+import copy
+
+import orjson
+import pytest
+
+from lorafiles.domain.enriched import MAX_ERRORS_PER_FILE, parse_enriched
+from lorafiles.domain.samples import dumps_enriched, generate_conversation
+
+CID = "3f0c4d5e-6a7b-4c8d-9e0f-1a2b3c4d5e6f"
+
+
+def doc(turns: int = 6, **kw) -> dict:
+    """A clean generated conversation (no quirks, input not repeated in history). With seed 7 the
+    even turns are the trainable ones; turns 3.. have history."""
+    return generate_conversation(7, turns=turns, repeat_input_in_history=False, **kw)
+
+
+def parse(d: dict, conversation_id: str | None = CID):
+    return parse_enriched(dumps_enriched(d), source="mem://x.json", conversation_id=conversation_id)
+
+
+def warnings(d: dict, **kw) -> dict[str, str]:
+    parsed = parse(d, **kw)
+    assert parsed.ok, [e.line() for e in parsed.report.errors]
+    return {w.code: w.message for w in parsed.report.warnings}
+
+
+def test_the_clean_sample_has_only_the_name_warning():
+    # the baseline every edge below is compared with: the generated id is not CID
+    assert set(warnings(doc())) == {"dataset_name_mismatch"}
+    assert set(warnings(doc(), conversation_id=None)) == set()
+
+
+def test_a_target_ending_in_a_backslash_then_spaces_is_still_truncated():
+    d = doc()
+    d["training_pairs"][1]["target_response"] = "and the next step is \\  \n"
+    w = warnings(d)
+    assert "truncated_target" in w
+    assert d["training_pairs"][1]["id"] in w["truncated_target"]
+    assert w["truncated_target"].startswith("1 target response(s)")
+
+
+def test_double_escaped_newlines_are_counted_per_text():
+    d = doc()
+    d["training_pairs"][0]["target_response"] = "first\\nsecond"
+    d["training_pairs"][1]["current_user_input"] = "a\\nb"
+    d["training_pairs"][3]["target_response"] = "c\\nd\\ne"  # one text, two escapes: counted once
+    w = warnings(d)
+    assert "in 3 text(s)" in w["double_escaped_newline"], w["double_escaped_newline"]
+
+
+@pytest.mark.parametrize("score,low", [(2.5, False), (2.4, True), (2.6, False)])
+def test_low_quality_is_strictly_below_two_and_a_half(score, low):
+    w = warnings(doc(quality=score))
+    assert ("low_quality" in w) is low
+    if low:
+        assert "2.40 is below 2.5" in w["low_quality"]
+
+
+@pytest.mark.parametrize("score,ok", [(10.0, True), (7.5, True), (5.5, True), (10.01, False), (-0.1, False)])
+def test_quality_scores_range_from_zero_to_ten(score, ok):
+    parsed = parse(doc(quality=score))
+    assert parsed.ok is ok, [e.line() for e in parsed.report.errors]
+    if not ok:
+        assert {e.field for e in parsed.report.errors} == {f"training_pairs[{i}].training_metadata.quality_score"
+                                                           for i in range(6)}
+
+
+@pytest.mark.parametrize("role", [None, ""])
+def test_history_items_with_an_empty_or_missing_role_are_counted(role):
+    d = doc()
+    d["training_pairs"][2]["conversation_history"][0]["role"] = role
+    d["training_pairs"][4]["conversation_history"][3]["role"] = role
+    assert warnings(d)["history_without_role"] == "2 history item(s) have no role"
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_empty_scaffolding_values_count_as_missing(value):
+    d = doc()
+    d["training_pairs"][2]["conversation_metadata"]["training_topic_key"] = value
+    assert warnings(d)["missing_scaffolding_keys"].startswith("1 pair(s) lack scaffolding keys")
+
+
+def test_repeated_input_is_checked_against_the_last_history_item_only():
+    d = doc()
+    last = d["training_pairs"][5]
+    assert last["target_response"] is not None and len(last["conversation_history"]) >= 2
+    last["current_user_input"] = last["conversation_history"][0]["content"]  # the first item: not a repeat
+    assert "input_repeats_history" not in warnings(d)
+    last["current_user_input"] = last["conversation_history"][-1]["content"]
+    assert warnings(d)["input_repeats_history"] == "current_user_input repeats the last history item in 1 target pair(s)"
+
+
+def test_an_unrecognised_dataset_name_is_a_warning_when_the_database_names_the_conversation():
+    d = doc()
+    d["dataset_metadata"]["dataset_name"] = "some_other_naming_scheme"
+    parsed = parse(d)
+    assert parsed.ok and not parsed.report.errors
+    assert [w.code for w in parsed.report.warnings] == ["dataset_name_unrecognised"]
+    assert parsed.report.conversation_id == CID
+    # without the database's id it cannot be imported
+    refused = parse(d, conversation_id=None)
+    assert not refused.ok and [e.code for e in refused.report.errors] == ["no_conversation_id"]
+
+
+def test_shape_errors_are_listed_up_to_twenty_then_summarised():
+    assert MAX_ERRORS_PER_FILE == 20
+    d = doc(turns=13)
+    for p in d["training_pairs"]:  # two shape errors per pair: 26
+        p["turn_number"] = str(p["turn_number"])
+        p["system_prompt"] = None
+    parsed = parse(d)
+    messages = [e.message for e in parsed.report.errors]
+    assert len(messages) == 21, messages
+    assert messages[-1] == "6 more shape errors not listed"
+    assert all(e.code == "wrong_shape" for e in parsed.report.errors)
+
+
+def test_exactly_twenty_shape_errors_are_all_listed_without_a_summary():
+    d = doc(turns=10)
+    for p in d["training_pairs"]:
+        p["turn_number"] = str(p["turn_number"])
+        p["system_prompt"] = None
+    messages = [e.message for e in parse(d).report.errors]
+    assert len(messages) == 20 and not any("more shape errors" in m for m in messages)
+
+
+def test_validation_never_rewrites_the_pairs():
+    d = doc()
+    d["training_pairs"][1]["target_response"] = "ends badly \\ "
+    raw = copy.deepcopy(d)
+    parsed = parse(d)
+    assert orjson.dumps(parsed.pairs) == orjson.dumps(raw["training_pairs"])
