@@ -135,3 +135,79 @@ def test_validation_never_rewrites_the_pairs():
     raw = copy.deepcopy(d)
     parsed = parse(d)
     assert orjson.dumps(parsed.pairs) == orjson.dumps(raw["training_pairs"])
+
+
+# ---------------------------------------------------------------------------- scaffolding precedence
+
+PAIR = {"persona_key": "pair_persona", "persona_name": "Pat Pair", "emotional_arc_key": "pair_arc",
+        "emotional_arc": "Pair Arc", "training_topic_key": "pair_topic", "training_topic": "Pair Topic"}
+PARAMS = {"persona_key": "ip_persona", "persona_name": "Ivy Params", "emotional_arc_key": "ip_arc",
+          "emotional_arc_name": "Params Arc", "training_topic_key": "ip_topic", "training_topic_name": "Params Topic"}
+SNAPSHOT = {"persona": {"persona_key": "snap_persona", "name": "Sam Snapshot"},
+            "emotional_arc": {"arc_key": "snap_arc", "name": "Snapshot Arc"},
+            "training_topic": {"topic_key": "snap_topic", "name": "Snapshot Topic"}}
+ROW = {"persona_key": "row_persona", "emotional_arc_key": "row_arc", "topic_key": "row_topic"}
+
+
+def scaffolded(with_params: bool) -> dict:
+    d = doc()
+    for p in d["training_pairs"]:  # every pair says the same; the first one is read
+        p["conversation_metadata"].update({
+            "client_persona": "Pat Pair - The Pair Persona", "persona_archetype": "pair_persona",
+            "emotional_arc_key": "pair_arc", "emotional_arc": "Pair Arc",
+            "training_topic_key": "pair_topic", "training_topic": "Pair Topic"})
+    if with_params:
+        d["input_parameters"] = dict(PARAMS)
+    else:
+        d.pop("input_parameters", None)
+    return d
+
+
+def test_scaffolding_comes_from_the_first_pair_when_nothing_else_says():
+    assert parse(scaffolded(False)).scaffolding().as_dict() == PAIR
+
+
+def test_input_parameters_come_before_the_pairs():
+    assert parse(scaffolded(True)).scaffolding().as_dict() == {
+        "persona_key": "ip_persona", "persona_name": "Ivy Params", "emotional_arc_key": "ip_arc",
+        "emotional_arc": "Params Arc", "training_topic_key": "ip_topic", "training_topic": "Params Topic"}
+
+
+def test_the_database_snapshot_comes_before_the_file():
+    got = parse(scaffolded(True)).scaffolding({"scaffolding_snapshot": SNAPSHOT}).as_dict()
+    assert got == {"persona_key": "snap_persona", "persona_name": "Sam Snapshot", "emotional_arc_key": "snap_arc",
+                   "emotional_arc": "Snapshot Arc", "training_topic_key": "snap_topic",
+                   "training_topic": "Snapshot Topic"}
+
+
+def test_the_rows_key_columns_come_first_and_names_still_come_from_the_snapshot():
+    got = parse(scaffolded(True)).scaffolding({**ROW, "scaffolding_snapshot": SNAPSHOT}).as_dict()
+    assert got == {"persona_key": "row_persona", "persona_name": "Sam Snapshot", "emotional_arc_key": "row_arc",
+                   "emotional_arc": "Snapshot Arc", "training_topic_key": "row_topic",
+                   "training_topic": "Snapshot Topic"}
+
+
+def test_empty_values_fall_through_to_the_next_source():
+    hint = {"persona_key": "", "emotional_arc_key": None, "topic_key": "",
+            "scaffolding_snapshot": {"persona": {"persona_key": "", "name": ""}, "emotional_arc": {},
+                                     "training_topic": None}}
+    d = scaffolded(True)
+    d["input_parameters"].update({"persona_key": "", "emotional_arc_name": ""})
+    got = parse(d).scaffolding(hint).as_dict()
+    assert got == {"persona_key": "pair_persona", "persona_name": "Ivy Params", "emotional_arc_key": "ip_arc",
+                   "emotional_arc": "Pair Arc", "training_topic_key": "ip_topic", "training_topic": "Params Topic"}
+
+
+def test_a_persona_without_a_dash_is_named_whole_and_a_blank_one_not_at_all():
+    d = scaffolded(False)
+    d["training_pairs"][0]["conversation_metadata"]["client_persona"] = "  Pat Pair  "
+    assert parse(d).scaffolding().persona_name == "Pat Pair"
+    d["training_pairs"][0]["conversation_metadata"]["client_persona"] = " - The Nobody"
+    assert parse(d).scaffolding().persona_name is None
+
+
+def test_a_refused_file_has_no_scaffolding_of_its_own():
+    refused = parse_enriched(b"[]", source="mem://x.json", conversation_id=CID)
+    assert refused.scaffolding().as_dict() == {k: None for k in PAIR}
+    assert refused.scaffolding(ROW).as_dict() == {**{k: None for k in PAIR}, "persona_key": "row_persona",
+                                                   "emotional_arc_key": "row_arc", "training_topic_key": "row_topic"}
