@@ -106,13 +106,16 @@ def prepare(group: str) -> Path:
     return work
 
 
-def run_group(group: str, children: int, env: dict[str, str]) -> int:
+def run_group(group: str, children: int, env: dict[str, str], retest: bool = False) -> int:
+    # mutmut keeps a mutant's result while its function is unchanged; after new tests, name the
+    # survivors explicitly to test them again (--retest-survivors)
+    again = [k for statuses in results(group).values() for k, s in statuses.items() if s not in KILLED] if retest else []
     work = prepare(group)
     print(f"\n=== {group}: mutating {', '.join(GROUPS[group][0])}; tests {' '.join(GROUPS[group][1])}", flush=True)
     mutmut = Path(sys.executable).with_name("mutmut")
     log = work / "mutmut.log"
     with open(log, "w") as out:
-        code = subprocess.call(["nice", "-n", "10", str(mutmut), "run", "--max-children", str(children)],
+        code = subprocess.call(["nice", "-n", "10", str(mutmut), "run", "--max-children", str(children), *again],
                                cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
     if code != 0:
         print(f"mutmut exited {code} for {group}; see {log}", file=sys.stderr)
@@ -180,6 +183,8 @@ def main() -> int:
     ap.add_argument("groups", nargs="*", help=f"groups to run (default all): {', '.join(GROUPS)}, migrations")
     ap.add_argument("--report", action="store_true", help="only print the results of the last runs")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--retest-survivors", action="store_true",
+                    help="test the last run's survivors again (mutmut keeps results of unchanged code)")
     ap.add_argument("--children", type=int, default=int(os.environ.get("MUTATE_CHILDREN", "2")))
     args = ap.parse_args()
     if args.list:
@@ -199,12 +204,14 @@ def main() -> int:
 
         with ExitStack() as stack:
             env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+            if (ROOT.parent / "shared" / "fixtures").is_dir():
+                env.setdefault("LORAFILES_FIXTURES", str(ROOT.parent / "shared" / "fixtures"))
             if not env.get("DATABASE_URL"):
                 base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lorafiles-mutate-pg-")))
                 env["DATABASE_URL"] = stack.enter_context(embedded_server(base / "pgdata", cleanup_mode="delete"))
                 _fast_cluster(env["DATABASE_URL"])
             for group in python_groups:
-                run_group(group, args.children, env)
+                run_group(group, args.children, env, retest=args.retest_survivors)
             if "migrations" in wanted:
                 sql_ok = subprocess.call([sys.executable, str(ROOT / "mutation" / "listed.py"), "--sql"],
                                          cwd=ROOT, env=env) == 0
