@@ -211,3 +211,67 @@ def test_a_refused_file_has_no_scaffolding_of_its_own():
     assert refused.scaffolding().as_dict() == {k: None for k in PAIR}
     assert refused.scaffolding(ROW).as_dict() == {**{k: None for k in PAIR}, "persona_key": "row_persona",
                                                    "emotional_arc_key": "row_arc", "training_topic_key": "row_topic"}
+
+
+# ---------------------------------------------------------------------------- the report's exact records
+# Each problem's code, field and message are what the CLI prints and the API returns per conversation.
+
+def test_every_warning_is_reported_with_its_field_and_message():
+    d = doc()
+    d["dataset_metadata"]["dataset_name"] = "other"
+    p = d["training_pairs"]
+    p[1]["target_response"] = "cut \\"
+    p[3]["target_response"] = "also cut \\"
+    p[5]["target_response"] = "a\\nb"
+    p[2]["conversation_history"][0]["role"] = ""
+    p[5]["current_user_input"] = p[5]["conversation_history"][-1]["content"]
+    p[4]["conversation_metadata"]["training_topic"] = ""
+    for q in p:
+        if q["target_response"] is not None:
+            q["training_metadata"]["quality_score"] = 2.0
+    parsed = parse(d)
+    assert parsed.ok
+    got = [(w.code, w.field, w.message, w.severity) for w in parsed.report.warnings]
+    assert got == [
+        ("dataset_name_unrecognised", "dataset_metadata.dataset_name",
+         "dataset_name 'other' is not fp_conversation_<uuid>", "warning"),
+        ("truncated_target", "target_response",
+         f"2 target response(s) end in a backslash (truncated): {p[1]['id']}, {p[3]['id']}", "warning"),
+        ("double_escaped_newline", "", "literal backslash-n (double-escaped newline) in 1 text(s); kept as written",
+         "warning"),
+        ("history_without_role", "conversation_history", "1 history item(s) have no role", "warning"),
+        ("input_repeats_history", "current_user_input",
+         "current_user_input repeats the last history item in 1 target pair(s)", "warning"),
+        ("missing_scaffolding_keys", "conversation_metadata", "1 pair(s) lack scaffolding keys (persona_archetype, "
+         "emotional_arc, emotional_arc_key, training_topic, training_topic_key)", "warning"),
+        ("low_quality", "training_metadata.quality_score", "mean quality score 2.00 is below 2.5", "warning"),
+    ]
+
+
+def test_blocking_errors_are_reported_with_their_field_and_message():
+    d = doc()
+    for q in d["training_pairs"]:
+        q["target_response"] = None
+    d["training_pairs"][1]["turn_number"] = 7
+    assert [(e.code, e.field, e.message, e.severity) for e in parse(d).report.errors] == [
+        ("non_sequential_turns", "training_pairs", "turn_number values [1, 7, 3, 4, 5, 6] are not 1..6", "error"),
+        ("no_trainable_pair", "training_pairs", "no training pair has a target_response", "error")]
+    d = doc()
+    d["training_pairs"][1]["training_metadata"]["quality_score"] = None
+    pid = d["training_pairs"][1]["id"]
+    assert [(e.code, e.field, e.message) for e in parse(d).report.errors] == [
+        ("missing_quality_score", "training_pairs[1].training_metadata.quality_score",
+         f"pair {pid} has a target but no quality_score")]
+
+
+def test_a_dataset_name_naming_another_conversation_is_reported_with_both_ids():
+    d = doc()
+    other = "00000000-0000-4000-8000-000000000000"
+    d["dataset_metadata"]["dataset_name"] = f"fp_conversation_{other.upper()}"
+    parsed = parse(d)
+    assert parsed.file_uuid == other  # compared in lower case
+    assert [(w.code, w.field, w.message) for w in parsed.report.warnings] == [
+        ("dataset_name_mismatch", "dataset_metadata.dataset_name",
+         f"dataset_name names {other}; the database id {CID} is used")]
+    d["dataset_metadata"]["dataset_name"] = f"fp_conversation_{CID.upper()}"
+    assert parse(d, conversation_id=CID.upper()).report.warnings == []
