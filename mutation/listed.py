@@ -148,9 +148,6 @@ MUTANTS = [
            '"version": FORMAT_VERSION,\n            "file_version": self.file_version,',
            '"file_version": self.file_version,\n            "version": FORMAT_VERSION,',
            ("tests/domain/test_render.py::test_full_json_is_byte_identical_to_one_orjson_dump",)),
-    Mutant("render-member-turns", "shared/lorafiles/domain/render.py", '"total_turns": self.total_turns,\n            "quality_tier"',
-           '"total_turns": self.total_turns + 0 * len(self.scaffolding.as_dict()) or None,\n            "quality_tier"',
-           ("tests/domain/test_render.py::test_full_json_is_byte_identical_to_one_orjson_dump",)),
     # --- conversations page ------------------------------------------------------------------------------
     Mutant("text-sort-reversed", "shared/lorafiles/conversations.py",
            'direction = sql.SQL("asc" if sort.order == "asc" else "desc")',
