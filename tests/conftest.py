@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+import shared_fixtures as shared
 from lorafiles.db.connect import Database, embedded_server, url_with_database
 from lorafiles.db.migrate import apply_migrations
 
@@ -128,8 +129,16 @@ def db(db_url: str) -> Iterator[Database]:
 
 @pytest.fixture
 def shared_fixtures() -> Path:
-    """/work/shared/fixtures (next to the repository); the test is skipped if absent."""
-    path = REPO_ROOT.parent / "shared" / "fixtures"
-    if not path.is_dir():
-        pytest.skip(f"shared fixtures not found at {path}")
-    return path
+    """../shared/fixtures next to the repository (or $LORAFILES_FIXTURES); the test is skipped if absent."""
+    if not shared.available():
+        pytest.skip(shared.REASON)
+    return shared.ROOT
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Say plainly how much of the suite did not run for want of the shared fixtures."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    n = sum(1 for r in skipped if shared.REASON in str(getattr(r, "longrepr", "")))
+    if n:
+        terminalreporter.write_line(f"{n} tests skipped: {shared.REASON} (fixture-parametrised tests count once each)",
+                                    yellow=True, bold=True)

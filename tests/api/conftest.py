@@ -46,21 +46,32 @@ def api(db, tmp_path: Path, keys: Keys) -> Iterator[Api]:
 
 
 def _wait_idle(service: TrainingFileService, timeout: float = 60) -> None:
-    """Let jobs started by a test finish before the state machine and the database go away."""
+    """Let jobs started by a test finish before the state machine and the database go away; a job
+    still active after `timeout` seconds fails the test (naming the jobs), it is not ignored."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         with service.db.connection() as conn:
-            n = conn.execute("select count(*) as n from lora_training_jobs where status in ('queued', 'running')"
-                             ).fetchone()["n"]
-        if not n:
+            active = conn.execute("select id, kind, status, step from lora_training_jobs"
+                                  " where status in ('queued', 'running') order by created_at").fetchall()
+        if not active:
             return
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{len(active)} job(s) still active {timeout:.0f} s after the test: "
+                        + ", ".join(f"{j['id']} ({j['kind']}, {j['status']}, step {j['step']})" for j in active))
         time.sleep(0.1)
 
 
 class Gate(threading.Event):
-    """Holds append-batch invocations (of the batch indexes in `batches`, default all) until set."""
+    """Holds append-batch invocations (of the batch indexes in `batches`, default all) until set.
+    A batch held longer than `hold` seconds fails that batch and, at teardown, the test."""
 
     batches: set[int] | None = None
+    hold: float = 60.0
+    expired: list[dict]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expired = []
 
 
 @pytest.fixture
@@ -70,9 +81,14 @@ def gate(api: Api) -> Iterator[Gate]:
 
     def fault(function: str, payload: dict) -> None:
         if function == "append-batch" and (event.batches is None or payload.get("batch_index") in event.batches):
-            event.wait(60)
+            if not event.wait(event.hold):
+                event.expired.append(payload)
+                raise TimeoutError(f"the test's gate held {function} {payload} for {event.hold:.0f} s "
+                                   "without releasing it")
 
     api.machine.fault = fault
     yield event
     event.set()
     api.machine.fault = None
+    if event.expired:
+        pytest.fail(f"the gate timed out holding {len(event.expired)} batch(es): {event.expired}")

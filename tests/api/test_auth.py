@@ -105,17 +105,31 @@ def test_valid_tokens_are_accepted(api: Api, alg: str) -> None:
 
 def test_audience_may_be_a_list(api: Api) -> None:
     token = make_jwt(api.keys, aud=["authenticated", "other"])
-    assert Client(api.base_url, token).get("/training-files").status == 200
+    reply = Client(api.base_url, token).get("/training-files")
+    assert reply.status == 200 and reply.json() == {"items": []}
+    # and the caller is the token's subject: a file it creates is listed as its own
+    with api.service.db.connection() as conn:
+        conn.execute("insert into lora_training_files (owner_id, name, target_model, status) "
+                     "values (%s, 'mine', 'm', 'ready'), (%s, 'theirs', 'm', 'ready')",
+                     (OWNER_A, "0b0b0b0b-0000-4000-8000-00000000000b"))
+    names = [f["name"] for f in Client(api.base_url, token).get("/training-files").json()["items"]]
+    assert names == ["mine"]
 
 
 def test_authentication_comes_before_request_validation(api: Api) -> None:
-    # an unauthenticated caller learns nothing about the request shape
-    reply = call(api, "POST", "/training-files", {"bogus": True}, None)
-    assert reply.status == 401
-    reply = call(api, "GET", "/conversations?limit=100000", None, "Bearer nope")
-    assert reply.status == 401
-    reply = call(api, "GET", "/jobs/not-a-uuid", None, None)
-    assert reply.status == 401
+    # an unauthenticated caller learns nothing about the request shape: the same 401 body as any
+    # other bad token, no validation details, and nothing is created
+    for method, path, body, authorization, reason in [
+            ("POST", "/training-files", {"bogus": True}, None, "missing_token"),
+            ("GET", "/conversations?limit=100000", None, "Bearer nope", "malformed"),
+            ("GET", "/jobs/not-a-uuid", None, None, "missing_token")]:
+        reply = call(api, method, path, body, authorization)
+        assert reply.status == 401, (path, reply.body)
+        assert reply.error["code"] == "unauthorized" and reply.error["details"] == {"reason": reason}, reply.error
+        assert "bogus" not in reply.body.decode() and "limit" not in reply.body.decode()
+    with api.service.db.connection() as conn:
+        assert conn.execute("select count(*) as n from lora_training_jobs").fetchone()["n"] == 0
+        assert conn.execute("select count(*) as n from lora_training_files").fetchone()["n"] == 0
 
 
 def test_openapi_and_swagger_ui_are_public(api: Api) -> None:
@@ -127,7 +141,9 @@ def test_openapi_and_swagger_ui_are_public(api: Api) -> None:
 
 
 def test_unknown_route_needs_auth_then_is_404(api: Api) -> None:
-    assert api.anonymous.get("/nowhere").status == 401
+    anonymous = api.anonymous.get("/nowhere")
+    assert anonymous.status == 401 and anonymous.error["code"] == "unauthorized"
+    assert anonymous.error["details"] == {"reason": "missing_token"}
     reply = api.client().get("/nowhere")
     assert reply.status == 404 and reply.error["code"] == "route_not_found"
 

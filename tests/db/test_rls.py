@@ -2,10 +2,7 @@
 write nothing; anon gets nothing; service_role and the owner bypass RLS; versions are immutable."""
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -13,51 +10,7 @@ import pytest
 
 from lorafiles.db.connect import connect
 
-TABLES = ["lora_training_files", "lora_training_jobs", "lora_training_job_items",
-          "lora_training_file_members", "lora_training_file_versions"]
-
-STATS = {
-    "source_file": "o/c/enriched.json", "source_sha256": "ab" * 32,
-    "json_fragment_key": "o/f/fragments/c/x.json", "jsonl_fragment_key": "o/f/fragments/c/x.jsonl",
-    "json_fragment_size": 100, "jsonl_fragment_size": 80, "pairs": 5, "training_pairs": 5,
-    "quality_sum": 15.0, "quality_count": 5, "quality_min": 3.0, "quality_max": 3.0,
-    "human_reviewed": 0, "quality_tier": "good", "persona_key": "anxious_planner",
-}
-
-
-def _insert(conn: psycopg.Connection, table: str, row: dict[str, Any], returning: str | None = None) -> Any:
-    q = f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join(['%s'] * len(row))})"
-    if returning:
-        q += f" RETURNING {returning}"
-    cur = conn.execute(q, [psycopg.types.json.Jsonb(v) if isinstance(v, dict) else v
-                           for v in row.values()])
-    return cur.fetchone()[returning] if returning else None
-
-
-def seed_user(conn: psycopg.Connection, owner: uuid.UUID) -> dict[str, Any]:
-    """One row in each lora_* table for ``owner`` (as the database owner: RLS bypassed)."""
-    conv_id = f"conv-{owner}"
-    conv_pk = _insert(conn, "conversations", {"conversation_id": conv_id, "created_by": owner,
-                                              "enrichment_status": "completed"}, "id")
-    file_id = _insert(conn, "lora_training_files",
-                      {"owner_id": owner, "name": f"file {owner}", "target_model": "m", "status": "ready",
-                       "current_version": 1}, "id")
-    job_id = _insert(conn, "lora_training_jobs",
-                     {"owner_id": owner, "file_id": file_id, "kind": "create", "status": "succeeded",
-                      "idempotency_key": "k", "requested_ids": [conv_id]}, "id")
-    _insert(conn, "lora_training_job_items",
-            {"job_id": job_id, "conversation_id": conv_id, "owner_id": owner, "position": 1,
-             "conversation_pk": conv_pk, **STATS})
-    _insert(conn, "lora_training_file_members",
-            {"file_id": file_id, "conversation_id": conv_id, "owner_id": owner, "position": 1,
-             "added_by": owner, "job_id": job_id, "conversation_pk": conv_pk, **STATS})
-    _insert(conn, "lora_training_file_versions",
-            {"file_id": file_id, "version": 1, "job_id": job_id,
-             "json_path": f"{owner}/{file_id}/v1/training.json", "jsonl_path": f"{owner}/{file_id}/v1/training.jsonl",
-             "json_size": 10, "jsonl_size": 8, "json_sha256": "a" * 64, "jsonl_sha256": "b" * 64,
-             "conversation_count": 1, "training_pair_count": 5, "total_turns": 10,
-             "quality_summary": {"avg": 3.0}, "scaffolding_distribution": {}, "created_at": "2026-01-01T00:00:00Z"})
-    return {"file_id": file_id, "job_id": job_id, "conversation_id": conv_id}
+from rlskit import TABLES, acting_as, seed_user
 
 
 @pytest.fixture
@@ -66,20 +19,6 @@ def seeded(db_url: str) -> dict[str, Any]:
     with connect(db_url) as conn:
         seeds = {a: seed_user(conn, a), b: seed_user(conn, b)}
     return {"url": db_url, "a": a, "b": b, "seeds": seeds}
-
-
-@contextmanager
-def acting_as(url: str, role: str, user: uuid.UUID | None = None) -> Iterator[psycopg.Connection]:
-    """A transaction running as ``role`` with the JWT claims of ``user`` (like PostgREST)."""
-    with connect(url) as conn:
-        conn.execute(f"SET LOCAL ROLE {role}")
-        if user is not None:
-            conn.execute("SELECT set_config('request.jwt.claims', %s, true)",
-                         (json.dumps({"sub": str(user), "role": role}),))
-        try:
-            yield conn
-        finally:
-            conn.rollback()
 
 
 def visible(conn: psycopg.Connection, table: str) -> list[dict[str, Any]]:
@@ -133,24 +72,58 @@ def test_anon_sees_nothing(seeded, table):
             visible(conn, table)
 
 
-@pytest.mark.parametrize("statement", [
-    "INSERT INTO lora_training_files (owner_id, name, target_model) VALUES (auth.uid(), 'mine', 'm')",
-    "INSERT INTO lora_training_jobs (owner_id, kind, idempotency_key) VALUES (auth.uid(), 'create', 'x')",
-    "UPDATE lora_training_files SET name = 'renamed' WHERE owner_id = auth.uid()",
-    "UPDATE lora_training_jobs SET status = 'failed' WHERE owner_id = auth.uid()",
-    "UPDATE lora_training_file_members SET position = 9 WHERE owner_id = auth.uid()",
-    "UPDATE lora_training_job_items SET pairs = 0 WHERE owner_id = auth.uid()",
-    "UPDATE lora_training_file_versions SET json_size = 0",
-    "DELETE FROM lora_training_files WHERE owner_id = auth.uid()",
-    "DELETE FROM lora_training_file_members WHERE owner_id = auth.uid()",
-])
-def test_authenticated_cannot_write(seeded, statement):
-    with acting_as(seeded["url"], "authenticated", seeded["a"]) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute(statement)
-    with connect(seeded["url"]) as conn:  # nothing changed
+WRITES = [  # (statement, table)
+    ("INSERT INTO lora_training_files (owner_id, name, target_model) VALUES (auth.uid(), 'mine', 'm')",
+     "lora_training_files"),
+    ("INSERT INTO lora_training_jobs (owner_id, kind, idempotency_key) VALUES (auth.uid(), 'create', 'x')",
+     "lora_training_jobs"),
+    ("UPDATE lora_training_files SET name = 'renamed' WHERE owner_id = auth.uid()", "lora_training_files"),
+    ("UPDATE lora_training_jobs SET status = 'failed' WHERE owner_id = auth.uid()", "lora_training_jobs"),
+    ("UPDATE lora_training_file_members SET position = 9 WHERE owner_id = auth.uid()", "lora_training_file_members"),
+    ("UPDATE lora_training_job_items SET pairs = 0 WHERE owner_id = auth.uid()", "lora_training_job_items"),
+    ("UPDATE lora_training_file_versions SET json_size = 0", "lora_training_file_versions"),
+    ("DELETE FROM lora_training_files WHERE owner_id = auth.uid()", "lora_training_files"),
+    ("DELETE FROM lora_training_file_members WHERE owner_id = auth.uid()", "lora_training_file_members"),
+]
+
+
+def _unchanged(seeded) -> None:
+    with connect(seeded["url"]) as conn:
         names = {r["name"] for r in conn.execute("SELECT name FROM lora_training_files")}
         assert names == {f"file {seeded['a']}", f"file {seeded['b']}"}
+        assert conn.execute("SELECT count(*) AS n FROM lora_training_jobs").fetchone()["n"] == 2
+        assert conn.execute("SELECT count(*) AS n FROM lora_training_file_members WHERE position = 1"
+                            ).fetchone()["n"] == 2
+
+
+@pytest.mark.parametrize("statement,table", WRITES)
+def test_authenticated_cannot_write_for_want_of_a_grant(seeded, statement, table):
+    # The refusal comes from the privileges (authenticated has SELECT only), before any policy:
+    # PostgreSQL says "permission denied for table"; a policy refusal would name row-level security.
+    with acting_as(seeded["url"], "authenticated", seeded["a"]) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"^permission denied for table {table}$"):
+            conn.execute(statement)
+    _unchanged(seeded)
+
+
+@pytest.mark.parametrize("statement,table", WRITES)
+def test_even_with_write_grants_the_policies_allow_no_write(seeded, statement, table):
+    # The second layer: with the grants given (a Supabase default privilege, say), there is no
+    # INSERT/UPDATE/DELETE policy, so a new row violates row-level security and an UPDATE or
+    # DELETE finds no row it may touch.
+    with connect(seeded["url"]) as conn:
+        conn.execute(f"GRANT INSERT, UPDATE, DELETE ON public.{table} TO authenticated")
+        conn.execute("SET LOCAL ROLE authenticated")
+        conn.execute("SELECT set_config('request.jwt.claims', %s, true)",
+                     (f'{{"sub": "{seeded["a"]}", "role": "authenticated"}}',))
+        if statement.startswith("INSERT"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege,
+                               match=f'new row violates row-level security policy for table "{table}"'):
+                conn.execute(statement)
+        else:
+            assert conn.execute(statement).rowcount == 0
+        conn.rollback()
+    _unchanged(seeded)
 
 
 def test_service_role_bypasses_rls_and_can_write(seeded):

@@ -9,14 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+from shared_fixtures import ROOT as FIXTURES
 SCAFFOLDING_KEYS = ("persona_archetype", "emotional_arc", "emotional_arc_key", "training_topic", "training_topic_key")
 
 
-def names(folder: str) -> list[str]:
-    """File names of one fixture folder (empty when the fixtures are absent: the tests then skip)."""
-    directory = FIXTURES / folder
-    return sorted(p.name for p in directory.glob("*.json")) if directory.is_dir() else []
+from shared_fixtures import names, params  # noqa: E402,F401  (file names of one fixture folder)
 
 
 def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:

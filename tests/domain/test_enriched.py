@@ -14,7 +14,7 @@ import pytest
 from lorafiles.domain.enriched import parse_enriched
 from lorafiles.domain.samples import dumps_enriched, generate_conversation
 
-from quirk_scan import expected_warning_codes, load, names, scan, targets
+from quirk_scan import expected_warning_codes, load, names, params, scan, targets
 
 ENRICHED = names("enriched")
 CORPUS = names("corpus")
@@ -31,7 +31,8 @@ def _codes(problems) -> set[str]:
 
 # ---------------------------------------------------------------------------- real files accepted
 
-@pytest.mark.parametrize("folder,name", [("enriched", n) for n in ENRICHED] + [("corpus", n) for n in CORPUS])
+@pytest.mark.parametrize("folder,name", params("enriched", lambda n: ("enriched", n))
+                         + params("corpus", lambda n: ("corpus", n)))
 def test_real_v4_file_is_accepted_with_exactly_the_warnings_it_deserves(shared_fixtures, folder, name):
     path = shared_fixtures / folder / name
     doc = load(path)
@@ -50,7 +51,7 @@ def test_real_v4_file_is_accepted_with_exactly_the_warnings_it_deserves(shared_f
     assert [orjson.dumps(p) for p in parsed.pairs] == [orjson.dumps(p) for p in doc["training_pairs"]]
 
 
-@pytest.mark.parametrize("name", [n for n in ENRICHED + CORPUS])
+@pytest.mark.parametrize("name", params("enriched") + params("corpus"))
 def test_truncated_target_warning_names_every_truncated_pair(shared_fixtures, name):
     folder = "enriched" if name in ENRICHED else "corpus"
     path = shared_fixtures / folder / name
@@ -123,7 +124,7 @@ def test_database_id_is_the_authority_and_a_mismatch_is_a_warning(shared_fixture
 
 # ---------------------------------------------------------------------------- legacy files refused
 
-@pytest.mark.parametrize("name", LEGACY)
+@pytest.mark.parametrize("name", params("legacy"))
 def test_every_legacy_file_is_refused_with_a_clear_error(shared_fixtures, name):
     path = shared_fixtures / "legacy" / name
     parsed = _parse(path)  # never raises

@@ -62,13 +62,60 @@ def render(blobs: list[tuple[str, bytes]], name: str = "Test file") -> Rendered:
     return Rendered(out_json.getvalue(), out_jsonl.getvalue(), header, metas, [json.loads(b) for _, b in blobs])
 
 
+def _tier(mean: float | None) -> str:
+    """The v4 quality tiers, written out here (not lorafiles.domain.rules)."""
+    if mean is None:
+        return "rejected"
+    return next(t for bound, t in ((4.5, "seed_dataset"), (3.5, "production"), (2.5, "experimental"),
+                                   (float("-inf"), "rejected")) if mean >= bound)
+
+
+def expected_quality_summary(docs: list[dict]) -> dict:
+    """avg/min/max over trainable pairs and the reviewed share, from the decoded inputs alone."""
+    pairs = [p for d in docs for p in targets(d)]
+    scores = [float(p["training_metadata"]["quality_score"]) for p in pairs]
+    reviewed = sum(1 for p in pairs if p["training_metadata"].get("human_reviewed") is True)
+    return {"avg_quality_score": round(sum(scores) / len(scores), 2), "min_quality_score": min(scores),
+            "max_quality_score": max(scores), "human_reviewed_count": reviewed,
+            "human_reviewed_percentage": round(100.0 * reviewed / len(pairs), 1)}
+
+
 def expected_document(r: Rendered) -> dict:
-    return {
-        "training_file_metadata": r.header.training_file_metadata(),
-        "consultant_profile": r.header.consultant_profile,
-        "conversations": [{"conversation_metadata": m.as_dict(), "training_pairs": doc["training_pairs"]}
-                          for m, doc in zip(r.metas, r.inputs)],
+    """The v4 Full JSON document, built from the rendering's *inputs* (header fields, member facts,
+    decoded files) with the key order of the format written out here, not with the code under test
+    (FileHeader.training_file_metadata, MemberMeta.as_dict)."""
+    h = r.header
+    metadata = {
+        "file_name": h.file_name, "version": "4.0.0", "file_version": h.file_version,
+        "created_date": h.created_date, "last_updated": h.last_updated, "format_spec": "brightrun-lora-v4",
+        "target_model": h.target_model, "vertical": h.vertical,
+        "total_conversations": len(r.inputs),
+        "total_training_pairs": sum(len(targets(d)) for d in r.inputs),
+        "total_turns": sum(len(d["training_pairs"]) for d in r.inputs),
+        "quality_summary": h.quality_summary, "scaffolding_distribution": h.scaffolding_distribution,
     }
+    conversations = []
+    for m, doc in zip(r.metas, r.inputs):
+        scores = [float(p["training_metadata"]["quality_score"]) for p in targets(doc)]
+        sc = m.scaffolding
+        conversations.append({"conversation_metadata": {
+            "conversation_id": m.conversation_id, "source_file": m.source_file,
+            "created_date": doc["dataset_metadata"].get("created_date"), "batch_id": m.batch_id,
+            "total_turns": len(doc["training_pairs"]), "quality_tier": _tier(sum(scores) / len(scores)),
+            "scaffolding": {"persona_key": sc.persona_key, "persona_name": sc.persona_name,
+                            "emotional_arc_key": sc.emotional_arc_key, "emotional_arc": sc.emotional_arc,
+                            "training_topic_key": sc.training_topic_key, "training_topic": sc.training_topic},
+        }, "training_pairs": doc["training_pairs"]})
+    return {"training_file_metadata": metadata, "consultant_profile": h.consultant_profile,
+            "conversations": conversations}
+
+
+def test_the_header_figures_are_the_inputs_figures(rendered):
+    # the header handed to the renderer (from SummaryAccumulator) agrees with a plain reading of the files
+    assert rendered.header.quality_summary == expected_quality_summary(rendered.inputs)
+    for key in ("personas", "emotional_arcs", "training_topics"):
+        dist = rendered.header.scaffolding_distribution[key]
+        assert list(dist) == sorted(dist) and sum(dist.values()) == len(rendered.inputs)
 
 
 def uuid_of(doc: dict) -> str:

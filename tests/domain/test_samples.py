@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from lorafiles.domain.samples import (
     generate_conversations, write_sample_dir,
 )
 
-FIXTURES = Path(os.environ.get("LORAFILES_FIXTURES", Path(__file__).resolve().parents[3] / "shared" / "fixtures"))
+from shared_fixtures import REASON, ROOT as FIXTURES
 REAL = FIXTURES / "enriched" / "service-david-fear-to-confidence-eldercare-costs.json"
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -85,7 +84,7 @@ def _shape(doc):
     }
 
 
-@pytest.mark.skipif(not REAL.exists(), reason="real fixtures not available")
+@pytest.mark.skipif(not REAL.exists(), reason=REASON)
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_shape_matches_real_service_file(seed):
     real = json.loads(REAL.read_bytes())

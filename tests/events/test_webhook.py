@@ -37,16 +37,27 @@ def update(new: dict, old: dict) -> dict:
     return {"type": "UPDATE", "table": "conversations", "schema": "public", "record": new, "old_record": old}
 
 
+UNAUTHORIZED = {"error": {"code": "unauthorized", "message": "missing or wrong x-lorafiles-webhook-secret"}}
+
+
 def test_bad_or_missing_secret_is_401(world: World):
     [c0] = world.conversations(1)
     a = world.create("File A", [c0])
     world.reenrich(c0, "CONTENT-1")
+    before, jobs = world.file(a), world.jobs(a)
     payload = update(row(c0), row(c0, enrichment_status="enriched"))
-    assert call(payload, secret="wrong")[0] == 401
-    assert call(payload, secret=None)[0] == 401
-    assert call(payload, secret=SECRET[:-1])[0] == 401
-    assert call({"garbage": True}, secret="wrong")[0] == 401  # the secret is checked before the body
-    assert world.file(a)["status"] == "ready"
+    assert call(payload, secret="wrong") == (401, UNAUTHORIZED)
+    assert call(payload, secret=None) == (401, UNAUTHORIZED)
+    assert call(payload, secret=SECRET[:-1]) == (401, UNAUTHORIZED)
+    assert call(payload, secret=SECRET + "x") == (401, UNAUTHORIZED)
+    assert call({"garbage": True}, secret="wrong") == (401, UNAUTHORIZED)  # the secret is checked before the body
+    # nothing was marked, started or touched: the same row, the same jobs
+    after = world.file(a)
+    assert (after["status"], after["stale_since"]) == ("ready", None)
+    assert after == before and world.jobs(a) == jobs
+    # and the same delivery with the right secret does mark it (the 401s were about the secret only)
+    status, body = call(payload)
+    assert (status, body["action"], body["stale_files"]) == (202, "marked_stale", [a])
 
 
 def test_malformed_payload_is_422(world: World):
@@ -99,10 +110,15 @@ def test_completed_enrichment_marks_stale_and_other_changes_are_ignored(world: W
 
 
 def test_unconfigured_secret_refuses(world: World, monkeypatch):
+    [c0] = world.conversations(1)
+    a = world.create("File A", [c0])
+    world.reenrich(c0, "CONTENT-3")
     monkeypatch.delenv("LORAFILES_WEBHOOK_SECRET")
     monkeypatch.delenv("LORAFILES_WEBHOOK_SECRET_SSM", raising=False)
-    status, body = call(update(row("x"), row("x")))
-    assert status == 503 and body["error"]["code"] == "not_configured"
+    for secret in (SECRET, "", None):  # no secret configured: nothing is accepted, not even an empty one
+        status, body = call(update(row(c0), row(c0, enrichment_status="enriched")), secret=secret)
+        assert (status, body) == (503, {"error": {"code": "not_configured", "message": "webhook secret not configured"}})
+    assert world.file(a)["status"] == "ready" and world.file(a)["stale_since"] is None
 
 
 def test_secret_from_ssm(world: World, monkeypatch, machine):
@@ -115,5 +131,6 @@ def test_secret_from_ssm(world: World, monkeypatch, machine):
     boto3.client("ssm", region_name="us-east-1").put_parameter(Name=name, Value="from-ssm", Type="SecureString")
     monkeypatch.setenv("LORAFILES_WEBHOOK_SECRET_SSM", name)
     payload = update(row("x"), row("x", enrichment_status="enriched"))
-    assert call(payload, secret="from-ssm")[0] == 200
-    assert call(payload, secret=SECRET)[0] == 401
+    status, body = call(payload, secret="from-ssm")
+    assert status == 200 and body["reason"] == "unknown_conversation"  # authenticated, then handled
+    assert call(payload, secret=SECRET) == (401, UNAUTHORIZED)

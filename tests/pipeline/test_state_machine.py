@@ -12,7 +12,8 @@ from pipekit import OWNER, run
 from lorafiles.errors import FileBusy, SelectionBlocked
 from lorafiles.pipeline.local import load_definition
 
-pytestmark = pytest.mark.timeout(600) if hasattr(pytest.mark, "timeout") else []
+# pytest-timeout (test extra) ends a hung execution: no test of this module takes near this long.
+pytestmark = pytest.mark.timeout(600)
 
 
 def snapshot(service, file_id: str | None = None) -> dict:

@@ -22,9 +22,11 @@ import pytest
 from lorafiles.tokens import default_max_length, get_model
 from lorafiles.tokens.mistral import MistralV02
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "corpus"   # shared/ beside the repo
+from shared_fixtures import REASON, ROOT  # noqa: E402  (shared/fixtures beside the repo)
 
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared/fixtures/corpus/ not available")
+CORPUS = ROOT / "corpus"
+
+pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason=REASON)
 
 
 def example_of(path: Path) -> list[dict[str, str]]:

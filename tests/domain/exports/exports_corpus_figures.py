@@ -24,7 +24,10 @@ from lorafiles.domain.exports import (
     build_member_exports,
 )
 
-FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures"
+try:
+    from shared_fixtures import ROOT as FIXTURES
+except ImportError:  # run as a script (python tests/domain/exports/exports_corpus_figures.py)
+    FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures"
 FOLDERS = ("corpus", "enriched")
 
 

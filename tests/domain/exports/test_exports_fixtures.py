@@ -4,6 +4,7 @@ from __future__ import annotations
 import orjson
 import pytest
 from exports_corpus_figures import FOLDERS, build_all, figures, fixture_files, summary
+from shared_fixtures import REASON
 from lorafiles.domain.exports import EXPORT_FORMATS, TrainingPolicy, view_of
 
 MODEL_IDS = ("mistral-7b-instruct-v0.2", "llama-3.1-8b-instruct", "qwen2.5-7b-instruct", "openai-gpt-4o")
@@ -22,7 +23,7 @@ def get_model():
 def files(shared_fixtures):
     found = fixture_files(shared_fixtures)
     if not found:
-        pytest.skip(f"no fixture files under {shared_fixtures}/{{{','.join(FOLDERS)}}}")
+        pytest.skip(REASON)
     return found
 
 
