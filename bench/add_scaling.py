@@ -88,6 +88,7 @@ def _generate(directory: Path, seeds: list[str]) -> list[Path]:
 
 def seed(home: Path, size: int, repeat: int, traced: bool) -> dict[str, Any]:
     from lorafiles.config import Settings
+    from lorafiles.domain.idempotency import canonical_request
     from lorafiles.service import TrainingFileService
 
     url = os.environ["DATABASE_URL"]
@@ -115,8 +116,11 @@ def seed(home: Path, size: int, repeat: int, traced: bool) -> dict[str, Any]:
                                          Settings(home=home, storage="local", storage_root=home / "storage",
                                                   batch_size=NEW),
                                          starter=None)
-            job = seeder.jobs._insert_job(OWNER, kind="create", ids=base_ids, file_id=None,
-                                     name=f"bench base {size}", description=None, key=f"bench-seed-{uuid.uuid4()}")
+            name = f"bench base {size}"
+            job = seeder.jobs._insert_job(OWNER, kind="create", ids=base_ids, file_id=None, name=name,
+                                          description=None, key=f"bench-seed-{uuid.uuid4()}",
+                                          request=canonical_request(kind="create", name=name,
+                                                                    conversation_ids=base_ids))
             job_id = str(job["id"])
             seeder.steps.create_file(job_id)
             for b in range(job["total_batches"]):
@@ -174,7 +178,7 @@ def measure(home: Path, size: int, seeded: dict[str, Any], run: int, traced: boo
             raise SystemExit(f"{kind} failed: {desc['status']}: {job['error']}")
         file_id = str(job["file_id"])
         with service.db.connection() as conn:
-            v = conn.execute("select version, json_size, jsonl_size, conversation_count from lora_training_file_versions"
+            v = conn.execute("select * from lora_training_file_versions"
                              " where file_id = %s and version = %s", (file_id, job["published_version"])).fetchone()
         handlers = timer.summary()
         states = state_durations(machine, job["execution_arn"])
