@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NoReturn
 
 import orjson
 
@@ -24,6 +25,9 @@ from .tokens import SUPPORTED_MODELS
 from .usecases.common import ARTIFACTS
 
 EXIT_USER_ERROR = 1
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug (one line unless LORAFILES_DEBUG=1)
+EXIT_INTERRUPTED = 130
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class Context:
@@ -46,7 +50,11 @@ def open_context(args: argparse.Namespace, *, pipeline: bool) -> Iterator[Contex
     from .runtime import use_service
     from .service import TrainingFileService
 
-    settings = Settings()
+    try:
+        settings = Settings()
+        store = settings.store()
+    except ValueError as exc:  # a malformed LORAFILES_* variable
+        raise LorafilesError(f"configuration: {exc}") from None
     with database_url() as url:
         apply_migrations(url)
         db = Database(url, reuse=True)
@@ -57,7 +65,7 @@ def open_context(args: argparse.Namespace, *, pipeline: bool) -> Iterator[Contex
 
                 machine = LocalStateMachine()  # opened on first use: a blocked request starts nothing
                 stack.callback(machine.close)
-            service = TrainingFileService(db, settings.store(), settings, machine)
+            service = TrainingFileService(db, store, settings, machine)
             use_service(service)
             try:
                 yield Context(args, service, machine)
@@ -115,8 +123,11 @@ def _run_job(ctx: Context, job: dict[str, Any]) -> int:
     desc = ctx.machine.wait(job["execution_arn"], timeout=3600, poll=0.2, on_poll=report_progress)
     job = ctx.service.reading.get_job(ctx.owner, job_id)
     if job["status"] != "succeeded":
-        err = job["error"] or {}
-        problems = [job_id + ": " + (err.get("message") or desc.get("cause") or "failed")]
+        err = job["error"] or _execution_error(desc)
+        message = err.get("message") or "the job failed"
+        if job["status"] != "failed":
+            message += f" (the job is still {job['status']}; `lorafiles reap` recovers it)"
+        problems = [job_id + ": " + message]
         for d in err.get("details") or []:
             for e in d.get("errors", [d]) if isinstance(d, dict) else []:
                 problems.append(f"{d.get('conversation_id')}: {e.get('code')}: {e.get('message')}")
@@ -162,6 +173,16 @@ def _exports_text(x: dict[str, Any] | None) -> str:
     changes = ", ".join(f"{k} {n}" for k, n in x["changes"].items())
     lines.append(f"    changed (exports only): {changes or 'nothing'}")
     return "\n".join(lines)
+
+
+def _execution_error(desc: dict[str, Any]) -> dict[str, Any]:
+    """What a failed execution says, when the job recorded nothing: the task's own error message
+    (decoded from Step Functions' `Cause`), first line only, bounded."""
+    from .usecases.steps import error_from_state_machine
+
+    err = error_from_state_machine({"Error": desc.get("error") or "failed", "Cause": desc.get("cause") or ""})
+    lines = str(err.get("message") or "").strip().splitlines() or [f"execution {desc.get('status', 'failed')}"]
+    return {**err, "message": lines[0][:500]}
 
 
 def _conversation_ids(ctx: Context) -> list[str]:
@@ -248,6 +269,11 @@ def cmd_show(ctx: Context) -> int:
 
 
 def cmd_download(ctx: Context) -> int:
+    out = Path(ctx.args.out)
+    if out.is_dir():
+        raise LorafilesError(f"--out {out}: is a directory; give the path of the file to write")
+    if not out.parent.is_dir():
+        raise LorafilesError(f"--out {out}: directory {out.parent} does not exist")
     result = ctx.service.reading.download(ctx.owner, ctx.args.file_id, ctx.args.format, Path(ctx.args.out),
                                   version=ctx.args.version)
     emit(ctx, result, lambda r: f"wrote {r['path']} (v{r['version']}, {r['size']} bytes, sha256 {r['sha256']})")
@@ -332,12 +358,34 @@ def cmd_serve(ctx: Context) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr and exit 1, like every other user mistake."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see: {self.prog} --help)\n")
+        sys.exit(EXIT_USER_ERROR)
+
+
+def _number(low: int, high: int) -> Callable[[str], int]:
+    def number(text: str) -> int:
+        value = int(text)  # ValueError: argparse says "invalid number value"
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    common.add_argument("--owner", default=os.environ.get("LORAFILES_OWNER", LOCAL_OWNER),
-                        help="owner (user id) to act as; default: the local user")
-    parser = argparse.ArgumentParser(prog="lorafiles", description=__doc__.splitlines()[0], parents=[common])
+    # --json/--owner may come before or after the command; after it, SUPPRESS keeps a value given
+    # before it (`lorafiles --owner X import DIR`) instead of resetting it to the default.
+    parser = _Parser(prog="lorafiles", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--owner", default=os.environ.get("LORAFILES_OWNER", LOCAL_OWNER),
+                        help="owner (user id) to act as; default: $LORAFILES_OWNER, else the local user")
+    common = _Parser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    common.add_argument("--owner", default=argparse.SUPPRESS, help="owner (user id) to act as")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn: Callable[[Context], int], help_: str, pipeline: bool = False) -> argparse.ArgumentParser:
@@ -378,50 +426,108 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("download", cmd_download, "download an artifact")
     p.add_argument("file_id")
     p.add_argument("--format", choices=tuple(ARTIFACTS), required=True)
-    p.add_argument("--version", type=int)
-    p.add_argument("--out", required=True)
+    p.add_argument("--version", type=_number(1, 2**31 - 1))
+    p.add_argument("--out", required=True, help="the file to write (its directory must exist)")
     p = add("preview", cmd_preview, "print export lines as the trainer sees them (rendered, trained spans marked)")
     p.add_argument("file_id")
-    p.add_argument("--n", type=int, default=3, help="how many lines (default 3)")
+    p.add_argument("--n", type=_number(1, 1000), default=3, help="how many lines (default 3)")
     p.add_argument("--format", choices=("openai", "trl", "axolotl", "sharegpt"), default="openai")
-    p.add_argument("--version", type=int)
+    p.add_argument("--version", type=_number(1, 2**31 - 1))
     p = add("regenerate", cmd_regenerate, "rebuild a training file (or every stale one) as a new version",
             pipeline=True)
     p.add_argument("file_id", nargs="?", metavar="FILE_ID", help="the training file to rebuild")
     p.add_argument("--stale", action="store_true", help="every stale training file (changed enrichments)")
     p.add_argument("--all-members", action="store_true",
                    help="re-render every member, not only those whose enriched file changed")
-    p.add_argument("--limit", type=int, help="with --stale: start at most this many jobs")
+    p.add_argument("--limit", type=_number(0, 1_000_000), help="with --stale: start at most this many jobs")
     p.add_argument("--idempotency-key", help="retrying with the same key starts one job")
     p = add("reap", cmd_reap, "fail and compensate jobs stuck past the timeout (frees their files)")
-    p.add_argument("--older-than", type=int, metavar="SECONDS",
+    p.add_argument("--older-than", type=_number(0, 10 * 365 * 86400), metavar="SECONDS",
                    help="no progress for this long (default: LORAFILES_JOB_TIMEOUT_SECONDS, 1800)")
     p = add("demo", cmd_demo, "generate sample conversations, import them and build a training file", pipeline=True)
     p.add_argument("--seed", type=int, default=7)
     p = add("serve", cmd_serve, "run the HTTP API on localhost (docs/API.md)", pipeline=True)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8787)
+    p.add_argument("--port", type=_number(0, 65535), default=8787)
     p.add_argument("--jwt-secret", help="HS256 secret of accepted tokens (default: env "
                    "LORAFILES_SUPABASE_JWT_SECRET, else a dev secret kept in LORAFILES_HOME)")
-    p.add_argument("--sample-conversations", type=int, default=0, metavar="N",
+    p.add_argument("--sample-conversations", type=_number(0, 10_000), default=0, metavar="N",
                    help="import N generated sample conversations for the owner first")
     return parser
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Arguments the database and the outputs can hold: text that is valid Unicode (bytes that are
+    not UTF-8 reach Python as lone surrogates), and an owner that is a user id."""
+    for name, value in vars(args).items():
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise LorafilesError(f"argument {name}: {text!r} is not valid UTF-8 text") from None
+    if not isinstance(args.owner, str) or not _UUID.fullmatch(args.owner):
+        raise LorafilesError(f"--owner {args.owner!r} is not a user id (a UUID such as {LOCAL_OWNER})")
+    args.owner = args.owner.lower()
+
+
+def _report(args: argparse.Namespace, exc: LorafilesError) -> int:
+    if getattr(args, "json", False):
+        sys.stdout.write(orjson.dumps({"error": exc.as_dict()}, default=str).decode() + "\n")
+    details = exc.details if isinstance(exc.details, list) else []
+    lines = [f"{d.get('conversation_id') or d.get('field') or 'request'}: {d['code']}: {d['message']}"
+             for d in details if isinstance(d, dict) and "code" in d] or exc.message.splitlines()
+    for line in lines:
+        print(f"error: {line}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
+def _environment_error(exc: Exception) -> LorafilesError | None:
+    """The database or the file system failing under us: one line, not a traceback."""
+    import psycopg
+
+    from .db.migrate import MigrationError
+
+    if isinstance(exc, (psycopg.Error, MigrationError)):
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return LorafilesError(f"database: {first}")
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return LorafilesError(f"{exc.strerror or exc}{where}")
+    return None
+
+
+def _quiet_function_logs(args: argparse.Namespace) -> None:
+    """The Lambda handlers run in this process: their logs (a failing step's warning, with its
+    stack for a bug) are for CloudWatch, not for the terminal, where the command prints the job's
+    error itself. `serve` keeps them; LOG_LEVEL or LORAFILES_DEBUG=1 bring them back."""
+    if args.command != "serve" and not os.environ.get("LOG_LEVEL") and not os.environ.get("LORAFILES_DEBUG"):
+        from .observability import logger
+
+        logger.setLevel("CRITICAL")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_args(args)
+        _quiet_function_logs(args)
         with open_context(args, pipeline=args.pipeline) as ctx:
             return args.fn(ctx)
     except LorafilesError as exc:
-        if args.json:
-            sys.stdout.write(orjson.dumps({"error": exc.as_dict()}, default=str).decode() + "\n")
-        details = exc.details if isinstance(exc.details, list) else []
-        lines = [f"{d.get('conversation_id') or d.get('field') or 'request'}: {d['code']}: {d['message']}"
-                 for d in details if isinstance(d, dict) and "code" in d] or exc.message.splitlines()
-        for line in lines:
-            print(f"error: {line}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return _report(args, exc)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - never a traceback (LORAFILES_DEBUG=1 shows it)
+        if os.environ.get("LORAFILES_DEBUG"):
+            raise
+        known = _environment_error(exc)
+        if known is not None:
+            return _report(args, known)
+        print(f"error: internal error ({type(exc).__name__}: {exc}); set LORAFILES_DEBUG=1 for the traceback",
+              file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ import pytest
 
 from apikit import OWNER_A, Api, http_request
 
-from lorafiles.domain.rules import BIDI_CONTROLS, name_key
+from lorafiles.domain.rules import name_key
+
+BIDI_CONTROLS = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 from test_isolation_and_errors import make_file
 

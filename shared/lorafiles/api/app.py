@@ -144,8 +144,10 @@ def _responses(ok: int, description: str, *errors: int, body: bool = False) -> d
              404: "No such file/job for this user (`not_found`): other users' objects are not found.",
              409: "The file is busy with another job (`file_busy`).",
              415: "The body is not `application/json` (`unsupported_media_type`).",
-             422: "Invalid request (`invalid_request`, field errors) or blocked selection "
-                  "(`selection_blocked`, per-conversation problems in `details`)."}
+             422: "Invalid request (`invalid_request`, field errors), blocked selection "
+                  "(`selection_blocked`, per-conversation problems in `details`), an Idempotency-Key already "
+                  "used for another request (`idempotency_key_reused`, `details.differs`) or a tampered "
+                  "cursor (`invalid_cursor`)."}
     out: dict[int, dict[str, Any]] = {ok: {"description": description}}
     for code in (401, *errors, *((415,) if body else ()), 422):
         out[code] = {"description": about[code], "content": {"application/json": {"model": ErrorResponse}}}
@@ -195,7 +197,9 @@ def _accepted(job: dict[str, Any]) -> Response[JobAccepted]:
 
 IdempotencyKey = Annotated[
     Optional[Text(255, 1)],
-    Header(alias="Idempotency-Key", description="Retrying with the same key returns the same job (one job starts)."),
+    Header(alias="Idempotency-Key", description="Retrying the same request with the same key returns the same job (one "
+                                                "job starts); the key used for another request is 422 "
+                                                "`idempotency_key_reused`."),
 ]
 
 

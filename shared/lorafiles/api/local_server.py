@@ -325,8 +325,11 @@ def serve(ctx: Any, *, host: str, port: int, jwt_secret: str | None, sample_conv
     verifier, secret, source = local_verifier(settings.home, jwt_secret)
     if sample_conversations:
         _import_samples(ctx, sample_conversations)
-    server = LocalApiServer(ctx.service, verifier=verifier, signing_key=signing_secret(settings.home),
-                            host=host, port=port)
+    try:
+        server = LocalApiServer(ctx.service, verifier=verifier, signing_key=signing_secret(settings.home),
+                                host=host, port=port)
+    except (OSError, OverflowError) as exc:  # address in use, unknown host, port out of range
+        raise LorafilesError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
     token = make_token(secret, ctx.owner, issuer=verifier.config.issuer, audience=verifier.config.audience,
                        ttl=7 * 24 * 3600, email="dev@lorafiles.local")
     print(f"lorafiles API on {server.base_url}  (Swagger UI {server.base_url}/docs, "

@@ -110,7 +110,9 @@ class TrainingPolicyRequest(_Strict):
 
 
 class CreateTrainingFileRequest(_Strict):
-    name: FileName = Field(description="Unique per user, ignoring case and surrounding spaces.")
+    name: FileName = Field(description="Unique per user on its NFKC-normalised, case-folded form (`Straße` = "
+                                       "`STRASSE`; invisible characters and surrounding spaces ignored); no control, "
+                                       "line-separator or bidirectional-control characters.")
     description: Description | None = None
     conversation_ids: Annotated[list[ConversationId], Field(max_length=MAX_IDS_PER_REQUEST)]
     policy: TrainingPolicyRequest | None = None

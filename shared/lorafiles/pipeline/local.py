@@ -7,6 +7,7 @@ only substitutes the function ARNs (and, for tests, shortens retry intervals).
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 import threading
@@ -115,6 +116,10 @@ class LocalStateMachine:
         from moto import mock_aws
         from moto.awslambda_simple.models import LambdaSimpleBackend
 
+        if not os.environ.get("LORAFILES_DEBUG"):
+            # The interpreter logs every failing state with its whole parse tree; the job records
+            # the error that matters (and a CLI user must not get moto's internals on stderr).
+            logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True},
                                       "lambda": {"use_docker": False},
                                       "core": {"mock_credentials": True, "reset_boto3_session": False}})

@@ -5,7 +5,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..db.repository import Repository
+from ..db.repository import Repository, is_uuid
 from ..domain.enriched import parse_enriched
 from ..domain.summary import conversation_stats
 from ..errors import InvalidRequest
@@ -16,13 +16,18 @@ class LocalImport(UseCase):
     def import_files(self, owner_id: str, paths: Iterable[Path], batch_id: str | None = None) -> dict[str, Any]:
         """Register enriched JSON files as completed conversations of `owner_id` (local use, demos)."""
         if batch_id is not None:
-            try:
-                batch_id = str(uuid.UUID(batch_id))
-            except ValueError:
-                raise InvalidRequest(f"batch id {batch_id!r} is not a UUID") from None
+            if not is_uuid(batch_id):
+                raise InvalidRequest(f"batch id {batch_id!r} is not a UUID")
+            batch_id = str(uuid.UUID(str(batch_id)))
         imported, refused = [], []
         for path in paths:
-            blob = Path(path).read_bytes()
+            try:
+                blob = Path(path).read_bytes()
+            except OSError as exc:  # a directory named *.json, no permission, vanished meanwhile
+                refused.append({"file": str(path), "problems": [{
+                    "code": "unreadable", "field": None, "severity": "error",
+                    "message": f"cannot read the file: {exc.strerror or exc}"}]})
+                continue
             parsed = parse_enriched(blob, source=str(path))
             if not parsed.ok:
                 refused.append({"file": str(path), "problems": [e.model_dump() for e in parsed.report.errors]})

@@ -1,6 +1,8 @@
 """Reading: an owner's files, jobs and versions, and downloads of their artifacts."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
@@ -10,8 +12,8 @@ from ..db.repository import Repository
 from ..domain.exports import EXPORT_FORMATS, view_of
 from ..domain.preview import marked_render
 from ..domain.rules import download_name as safe_download_name
+from ..errors import InvalidRequest, LorafilesError, NotFound
 from ..tokens import get_model
-from ..errors import InvalidRequest, NotFound
 from .common import ARTIFACTS, FORMATS, OUTPUT_BUCKET, UseCase
 
 
@@ -47,7 +49,7 @@ class Reading(UseCase):
             if f is None:
                 raise NotFound(f"training file {file_id} not found")
             number = version if version is not None else f["current_version"]
-            v = repo.version(file_id, number) if number else None
+            v = repo.version(file_id, number) if isinstance(number, int) and 1 <= number < 2**31 else None
         if v is None:
             raise NotFound(f"training file {file_id} has no version {number}")
         a = (v["artifacts"] or {}).get(fmt)
@@ -94,10 +96,23 @@ class Reading(UseCase):
                 "size": a["size"], "sha256": a["sha256"]}
 
     def download(self, owner_id: str, file_id: str, fmt: str, out: Path, version: int | None = None) -> dict[str, Any]:
+        """Write an artifact to the local file `out`, completely or not at all (a temporary file
+        next to it is renamed into place); a path that cannot be written is a LorafilesError."""
         a = self.artifact(owner_id, file_id, fmt, version)
-        with self.store.open_stream(a["bucket"], a["key"]) as src, open(out, "wb") as dst:
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
+        out = Path(out)
+        tmp = None
+        try:
+            with self.store.open_stream(a["bucket"], a["key"]) as src, \
+                    tempfile.NamedTemporaryFile("wb", dir=out.parent, prefix=f".{out.name}.", delete=False) as dst:
+                tmp = Path(dst.name)
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+            os.replace(tmp, out)
+        except OSError as exc:
+            raise LorafilesError(f"cannot write {out}: {exc.strerror or exc}") from None
+        finally:
+            if tmp is not None and tmp.exists():
+                tmp.unlink()
         return {**a, "path": str(out)}
 
 
