@@ -310,7 +310,7 @@ def test_every_handler_loads_from_the_zip_alone(world: World, package: Package):
 def test_arm64_package_has_the_same_files_but_native_ones(package: Package):
     arm = ROOT / ".serverless" / "lorafiles.zip"
     if not arm.exists():
-        pytest.skip("no arm64 package: run `make check-infra` (tests/infra/test_serverless_offline.py does)")
+        pytest.skip("no arm64 package: run `make check-infra` (tests/infra/test_offline_check.py does, before this module)")
     native = (".so", ".so.")
     def comparable(path: Path) -> set[str]:
         names = zipfile.ZipFile(path).namelist()
