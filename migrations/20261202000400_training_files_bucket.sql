@@ -3,7 +3,7 @@
 -- to the objects under their own folder only (first path segment = auth.uid()).
 --
 -- * allowed_mime_types is exactly the list of lorafiles.storage.content_types.ALLOWED_MIME_TYPES
---   (every upload's content type comes from that one mapping; tests/db/test_storage_bucket.py
+--   (every upload's content type comes from that one mapping; tests/supabase/test_storage_bucket.py
 --   checks the two agree): application/json (training.json, fragments, manifest.json,
 --   report.json, dataset_info.json), application/jsonl (training.jsonl, fragments, openai.jsonl,
 --   trl.jsonl, axolotl.jsonl, sharegpt.jsonl), application/yaml (axolotl.yml), text/markdown

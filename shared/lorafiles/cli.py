@@ -83,11 +83,16 @@ def emit(ctx: Context, result: Any, human: Callable[[Any], str]) -> None:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_migrate(ctx: Context) -> int:
+    from .db.backfill import backfill_batch_ids
     from .db.migrate import applied_migrations
 
     with ctx.service.db.connection() as conn:
         names = applied_migrations(conn)
-    emit(ctx, {"applied": names}, lambda r: "database is up to date: " + ", ".join(r["applied"]))
+    # data the migrations leave out: bounded batches, only rows that change (lorafiles.db.backfill)
+    backfill = backfill_batch_ids(ctx.service.db, batch_size=ctx.args.batch_size, pause=ctx.args.pause)
+    emit(ctx, {"applied": names, "backfill": {"batch_id": backfill}},
+         lambda r: "database is up to date: " + ", ".join(r["applied"])
+         + f"\nbatch_id back-fill: {backfill['rows']} row(s) in {backfill['batches']} batch(es)")
     return 0
 
 
@@ -393,7 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn, pipeline=pipeline)
         return p
 
-    add("migrate", cmd_migrate, "apply pending database migrations")
+    p = add("migrate", cmd_migrate, "apply pending database migrations, then back-fill conversations.batch_id")
+    p.add_argument("--batch-size", type=int, default=500, help="rows per back-fill transaction (default 500)")
+    p.add_argument("--pause", type=float, default=0.0, metavar="SECONDS", help="sleep between back-fill batches")
     p = add("import", cmd_import, "register enriched JSON files as completed conversations (local use)")
     p.add_argument("directory")
     p.add_argument("--batch-id", help="the batch job (uuid) that generated these conversations")

@@ -19,7 +19,7 @@ def secret(name: str) -> str | None:
         return None
     from aws_lambda_powertools.utilities import parameters
 
-    return parameters.get_parameter(parameter, decrypt=True, max_age=900)
+    return parameters.get_parameter(parameter, decrypt=True)  # cache: POWERTOOLS_PARAMETERS_MAX_AGE
 
 
 def _int(name: str, default: int) -> int:

@@ -37,6 +37,10 @@ from .observability import logger, metrics
 
 WEBHOOK_SECRET_HEADER = "x-lorafiles-webhook-secret"
 RELEVANT_COLUMNS = ("enriched_file_path", "enriched_at", "enriched_file_size")
+# Every column of a conversations row the webhook reads: an UPDATE whose record and old_record agree
+# on all of them (e.g. the batch_id back-fill, the app's updated_at bumps) is ignored at once,
+# without touching the database or storage.
+CARED_ABOUT = ("conversation_id", "created_by", "enrichment_status", *RELEVANT_COLUMNS)
 DEFAULT_REGENERATE_LIMIT = 25
 
 
@@ -142,11 +146,10 @@ def webhook_ignore_reason(payload: SupabaseWebhookPayload) -> str | None:
         return "delete"
     rec, old = payload.conversation, payload.previous
     assert rec is not None  # guaranteed by the model for INSERT/UPDATE of conversations
+    if payload.type == "UPDATE" and old is not None and all(getattr(rec, c) == getattr(old, c) for c in CARED_ABOUT):
+        return "no_relevant_change"
     if rec.enrichment_status != ELIGIBLE_STATUS:
         return "not_completed"
-    if payload.type == "UPDATE" and old is not None and old.enrichment_status == ELIGIBLE_STATUS and all(
-            getattr(rec, c) == getattr(old, c) for c in RELEVANT_COLUMNS):
-        return "no_relevant_change"
     return None
 
 
@@ -180,7 +183,7 @@ def webhook_secret() -> str | None:
         return None
     from aws_lambda_powertools.utilities import parameters
 
-    return parameters.get_parameter(name, decrypt=True, max_age=300)
+    return parameters.get_parameter(name, decrypt=True)  # cache: POWERTOOLS_PARAMETERS_MAX_AGE
 
 
 def handle_webhook_request(headers: Mapping[str, str], body: str | bytes | None,

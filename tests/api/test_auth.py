@@ -100,7 +100,7 @@ def test_the_auth_matrix_is_401_on_every_route(api: Api) -> None:
 def test_valid_tokens_are_accepted(api: Api, alg: str) -> None:
     reply = api.client(OWNER_A, alg).get("/training-files")
     assert reply.status == 200, reply.body
-    assert reply.json() == {"items": []}
+    assert reply.json() == {"items": [], "total": 0, "limit": 50, "offset": 0, "next_cursor": None}
 
 
 def test_audience_may_be_a_list(api: Api) -> None:

@@ -39,8 +39,24 @@ def test_every_operation_is_secured_and_declares_its_errors() -> None:
             assert op["responses"][status]["content"]["application/json"]["schema"] == error_ref, (path, status)
         if "{" in path:
             assert "404" in op["responses"], path
+        assert op["responses"]["503"]["content"]["application/json"]["schema"] == error_ref, path  # `transient`
     assert "409" in doc["paths"]["/training-files/{file_id}/conversations"]["post"]["responses"]
-    assert "202" in doc["paths"]["/training-files"]["post"]["responses"]
+    for path in ("/training-files", "/training-files/{file_id}/conversations"):
+        accepted = doc["paths"][path]["post"]["responses"]["202"]
+        assert accepted["headers"]["Location"]["schema"]["type"] == "string", path
+        assert accepted["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobAccepted"}
+    listing = doc["paths"]["/training-files"]["get"]
+    assert {p["name"] for p in listing["parameters"]} == {"limit", "offset", "cursor"}
+    page = doc["components"]["schemas"]["TrainingFileList"]["properties"]
+    assert set(page) == set(doc["components"]["schemas"]["ConversationPage"]["properties"]) - {"training_files"}
+
+
+def test_the_202_location_header_is_sent_and_exposed_by_cors(api: Api) -> None:
+    client = api.client(OWNER_A)
+    reply = client.post("/training-files", {"name": "loc", "conversation_ids": api.seed(OWNER_A, 1)})
+    assert reply.status == 202 and reply.headers["location"] == reply.json()["links"]["job"]
+    assert "Location" in (REPO / "serverless.yml").read_text().split("exposedResponseHeaders:")[1].split("\n")[0]
+    api.wait_job(client, reply.json()["job_id"])
 
 
 def test_serverless_routes_match_the_resolver() -> None:
@@ -58,24 +74,8 @@ def test_lambda_api_handler_resolves_v2_events(api: Api) -> None:
     token = api.token(OWNER_A)
     event = to_event("GET", "/training-files", [("Authorization", f"Bearer {token}")], b"", "1.2.3.4", "api.example")
     result = handler(event, LambdaContext(function_name="api"))
-    assert result["statusCode"] == 200 and json.loads(result["body"]) == {"items": []}
+    assert result["statusCode"] == 200
+    assert json.loads(result["body"]) == {"items": [], "total": 0, "limit": 50, "offset": 0, "next_cursor": None}
     event = to_event("GET", "/jobs/" + str(uuid.uuid4()), [], b"", "1.2.3.4", "api.example")
     result = handler(event, LambdaContext(function_name="api"))
     assert result["statusCode"] == 401 and json.loads(result["body"])["error"]["code"] == "unauthorized"
-
-
-def test_presign_download_handler(api: Api) -> None:
-    client = api.client(OWNER_A)
-    ids = api.seed(OWNER_A, 1)
-    job = api.wait_job(client, client.post("/training-files", {"name": "p", "conversation_ids": ids}).json()["job_id"])
-    handler = load_handler("presign-download")
-    result = handler({"owner_id": OWNER_A, "file_id": job["file_id"], "format": "jsonl"},
-                     LambdaContext(function_name="presign-download"))
-    assert result["filename"] == "p.jsonl" and result["version"] == 1 and result["url"].startswith(api.base_url)
-    try:
-        handler({"owner_id": OWNER_B, "file_id": job["file_id"], "format": "json"},
-                LambdaContext(function_name="presign-download"))
-    except Exception as exc:  # noqa: BLE001
-        assert type(exc).__name__ == "NotFound"
-    else:
-        raise AssertionError("another owner's file was presigned")

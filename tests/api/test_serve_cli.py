@@ -52,7 +52,7 @@ def test_lorafiles_serve_prints_a_working_dev_token(db_url: str, tmp_path: Path)
         got = http_request(f"{base}/training-files", headers={"Authorization": f"Bearer {token}",
                                                               "Origin": "http://localhost:3000"})
         assert got.status == 200 and got.headers["access-control-allow-origin"] == "*"
-        assert json.loads(got.body) == {"items": []}
+        assert json.loads(got.body) == {"items": [], "total": 0, "limit": 50, "offset": 0, "next_cursor": None}
         claims = jwt.decode(token, options={"verify_signature": False})
         assert claims["sub"] == LOCAL_OWNER and claims["aud"] == "authenticated"  # default --owner
     finally:

@@ -134,3 +134,34 @@ def test_secret_from_ssm(world: World, monkeypatch, machine):
     status, body = call(payload, secret="from-ssm")
     assert status == 200 and body["reason"] == "unknown_conversation"  # authenticated, then handled
     assert call(payload, secret=SECRET) == (401, UNAUTHORIZED)
+
+
+def test_updates_that_change_nothing_it_reads_are_ignored_without_the_database(world: World, monkeypatch):
+    """The batch_id back-fill and the app's updated_at bumps fire the webhook once per row: record
+    and old_record then differ only in columns the webhook does not read. Those calls are answered
+    at once, without the database or storage (a completion would have marked the file stale)."""
+    import lorafiles.events as events
+
+    [c0] = world.conversations(1)
+    a = world.create("File A", [c0])
+    world.reenrich(c0, "CONTENT-3")
+
+    def no_database():
+        raise AssertionError("an ignored webhook call must not reach the service")
+
+    monkeypatch.setattr(events, "get_maintenance", no_database)
+    batch = "6a1f0c2e-0000-4000-8000-000000000042"
+    for new, old in [
+        (row(c0, batch_id=batch, updated_at="2026-02-01T00:00:00+00:00"), row(c0, batch_id=None)),  # back-fill
+        (row(c0, updated_at="2026-02-02T00:00:00+00:00", quality_score=4.0), row(c0)),
+        (row(c0, enrichment_status="validated", batch_id=batch), row(c0, enrichment_status="validated")),
+    ]:
+        status, body = call(update(new, old))
+        assert (status, body) == (200, {"action": "ignored", "reason": "no_relevant_change"})
+    assert world.file(a)["status"] == "ready"
+
+    # a change of something it reads still goes through
+    monkeypatch.undo()
+    monkeypatch.setenv("LORAFILES_WEBHOOK_SECRET", SECRET)
+    status, body = call(update(row(c0, enriched_at="2026-02-03T00:00:00+00:00"), row(c0)))
+    assert status == 202 and body["stale_files"] == [a]

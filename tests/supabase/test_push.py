@@ -88,6 +88,23 @@ def test_lorafiles_migrate_first_then_the_cli_finds_nothing(pusher, supabase_pro
     assert [h[:2] for h in history(url)] == [(m.version, m.label) for m in discover()]
 
 
+def test_lorafiles_migrate_joins_a_history_with_the_apps_own_versions(supabase_project):
+    """The project's history already holds the app's migrations (pushed from its own repository):
+    lorafiles applies its files and leaves those versions alone."""
+    import psycopg
+
+    url = supabase_project.url
+    push_locally(url)
+    with psycopg.connect(url) as conn:
+        conn.execute("DELETE FROM supabase_migrations.schema_migrations WHERE version > '20260101000100'")
+        conn.execute("INSERT INTO supabase_migrations.schema_migrations (version, name, statements) VALUES "
+                     "('20251120000000', 'add_enrichment_status', ARRAY['select 1']), "
+                     "('20261130000000', 'app_later_change', ARRAY['select 2'])")
+    assert apply_migrations(url) == ALL[1:]  # re-applied with no effect, recorded
+    assert applied_migrations(url) == sorted(["20251120000000_add_enrichment_status.sql",
+                                              "20261130000000_app_later_change.sql", *ALL])
+
+
 def test_database_tests_pass_against_the_pushed_project(supabase_project, pg_admin_url):
     """The suite's database tests (tests/db), run as the project's migration role (not a superuser)
     on copies of a project pushed by the Supabase CLI (or the Python push without it)."""

@@ -18,6 +18,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 
 from ..conversations import SORTABLE, ConversationCatalog, Filters, Page, Sort
 from ..errors import LorafilesError
+from ..file_catalog import FileCatalog
 from ..observability import logger
 from ..runtime import get_service
 from . import errors as api_errors
@@ -139,7 +140,8 @@ def _unexpected(exc: Exception) -> Response:
 
 
 def _responses(ok: int, description: str, *errors: int, body: bool = False) -> dict[int, dict[str, Any]]:
-    """OpenAPI responses: the success one (from the return annotation) and the error ones."""
+    """OpenAPI responses: the success one (from the return annotation) and the error ones. A 202
+    declares its `Location` header (the job's URL)."""
     about = {401: "Missing or invalid bearer token (`unauthorized`).",
              404: "No such file/job for this user (`not_found`): other users' objects are not found.",
              409: "The file is busy with another job (`file_busy`).",
@@ -147,9 +149,14 @@ def _responses(ok: int, description: str, *errors: int, body: bool = False) -> d
              422: "Invalid request (`invalid_request`, field errors), blocked selection "
                   "(`selection_blocked`, per-conversation problems in `details`), an Idempotency-Key already "
                   "used for another request (`idempotency_key_reused`, `details.differs`) or a tampered "
-                  "cursor (`invalid_cursor`)."}
+                  "cursor (`invalid_cursor`).",
+             503: "A dependency could not be reached, e.g. the signing keys (JWKS) to verify the token "
+                  "(`transient`): retry later."}
     out: dict[int, dict[str, Any]] = {ok: {"description": description}}
-    for code in (401, *errors, *((415,) if body else ()), 422):
+    if ok == 202:
+        out[ok]["headers"] = {"Location": {"description": "The job's URL (`/jobs/{job_id}`), also `links.job`.",
+                                           "schema": {"type": "string", "format": "uri-reference"}}}
+    for code in (401, *errors, *((415,) if body else ()), 422, 503):
         out[code] = {"description": about[code], "content": {"application/json": {"model": ErrorResponse}}}
     return out
 
@@ -236,9 +243,15 @@ def add_conversations(file_id: UUID, body: AddConversationsRequest,
 
 
 @app.get("/training-files", tags=["training-files"], operation_id="listTrainingFiles",
-         summary="My training files, newest first", responses=_responses(200, "My training files."))
-def list_training_files() -> TrainingFileList:
-    return {"items": [_file_summary(f) for f in get_service().reading.list_files(owner())]}
+         summary="My training files, newest first, paginated like /conversations",
+         responses=_responses(200, "A page of my training files and their total."))
+def list_training_files(
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="Ignored when `cursor` is given.")] = 0,
+    cursor: Annotated[Optional[Text(2000, 1)], Query(description="`next_cursor` of the previous page.")] = None,
+) -> TrainingFileList:
+    page = FileCatalog(get_service().db).list(owner(), Page(limit=limit, offset=offset, cursor=cursor))
+    return {**page, "items": [_file_summary(f) for f in page["items"]]}
 
 
 @app.get("/training-files/<file_id>", tags=["training-files"], operation_id="getTrainingFile",

@@ -83,7 +83,7 @@ def _secret_from_secrets_manager(name: str) -> str | None:
     from ..observability import logger
 
     try:
-        return str(parameters.get_secret(name, max_age=900))
+        return str(parameters.get_secret(name))  # cache: POWERTOOLS_PARAMETERS_MAX_AGE
     except Exception as exc:  # noqa: BLE001 - missing secret, no permission, network
         logger.error("legacy JWT secret unreadable; HS256 tokens will be refused",
                      extra={"secret_name": name, "error": str(exc)})

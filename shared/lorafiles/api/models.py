@@ -184,7 +184,11 @@ class TrainingFileSummary(BaseModel):
 
 
 class TrainingFileList(BaseModel):
-    items: list[TrainingFileSummary]
+    items: list[TrainingFileSummary] = Field(description="Newest first.")
+    total: int = Field(description="All my training files (all pages).")
+    limit: int
+    offset: int | None = Field(description="Null when the page was addressed by cursor.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
 class MemberWarning(BaseModel):
@@ -292,13 +296,3 @@ class ConversationPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
     training_files: list[TrainingFileOption] = Field(
         description="My training files (for the 'add to existing file' dropdown), newest first.")
-
-
-# ------------------------------------------------------------------------------ presign-download function
-class PresignDownloadEvent(_Strict):
-    """Input of the presign-download function."""
-
-    owner_id: UUID
-    file_id: UUID
-    format: ArtifactFormat
-    version: int | None = Field(default=None, ge=1)
