@@ -21,9 +21,17 @@ class LocalImport(UseCase):
             except ValueError:
                 raise InvalidRequest(f"batch id {batch_id!r} is not a UUID") from None
         imported, refused = [], []
+        limits = self.settings.enriched_limits
         for path in paths:
+            size = Path(path).stat().st_size
+            if size > limits.max_bytes:  # refused without reading it
+                refused.append({"file": str(path), "problems": [{
+                    "code": "file_too_large", "field": None, "severity": "error",
+                    "message": f"the file is {size} bytes; the limit is {limits.max_bytes} bytes per enriched file "
+                               "(LORAFILES_MAX_ENRICHED_BYTES)"}]})
+                continue
             blob = Path(path).read_bytes()
-            parsed = parse_enriched(blob, source=str(path))
+            parsed = parse_enriched(blob, source=str(path), limits=limits)
             if not parsed.ok:
                 refused.append({"file": str(path), "problems": [e.model_dump() for e in parsed.report.errors]})
                 continue
