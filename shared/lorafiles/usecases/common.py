@@ -9,6 +9,7 @@ from typing import Any, Callable, Protocol
 from ..config import Settings
 from ..db.connect import Database
 from ..db.repository import Repository
+from ..domain.bounds import MAX_TASK_MESSAGE_CHARS, clip
 from ..domain.rules import check_file_name, check_selection, normalize_name
 from ..errors import NotFound
 from ..ports import ObjectStore
@@ -109,6 +110,9 @@ def selection_problems(repo: Repository, owner_id: str, ids: list[str], *, kind:
     return problems
 
 
-def blocked_message(problems: list[dict[str, Any]]) -> str:
-    parts = [f"{p.get('conversation_id') or p.get('field') or 'request'}: {p['code']} ({p['message']})" for p in problems]
-    return f"selection blocked, {len(problems)} problem(s): " + "; ".join(parts)
+def blocked_message(problems: list[dict[str, Any]], shown: int = 10) -> str:
+    """One bounded line (a regenerate can block thousands of members; the details list them all)."""
+    parts = [f"{p.get('conversation_id') or p.get('field') or 'request'}: {p['code']} ({p['message']})"
+             for p in problems[:shown]]
+    rest = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return clip(f"selection blocked, {len(problems)} problem(s): " + "; ".join(parts) + rest, MAX_TASK_MESSAGE_CHARS)

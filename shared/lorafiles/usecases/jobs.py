@@ -9,6 +9,7 @@ from typing import Any, Iterable, Sequence
 import psycopg
 
 from ..db.repository import Repository
+from ..domain.bounds import plan_batches
 from ..domain.rules import normalize_name
 from ..errors import FileBusy, InvalidRequest, JobStateError, NotFound, SelectionBlocked
 from ..storage import get_many
@@ -75,9 +76,9 @@ class JobStarting(UseCase):
 
     def _insert_job(self, owner_id: str, *, kind: str, ids: list[str], file_id: str | None, name: str | None,
                     description: str | None, key: str) -> dict[str, Any]:
-        batch = max(1, self.settings.batch_size)
+        batch, batches = plan_batches(len(ids), self.settings.batch_size)  # at most MAX_BATCHES Map iterations
         job = {"owner_id": owner_id, "file_id": file_id, "kind": kind, "file_name": name, "description": description,
-               "requested_ids": ids, "batch_size": batch, "total_batches": (len(ids) + batch - 1) // batch,
+               "requested_ids": ids, "batch_size": batch, "total_batches": batches,
                "idempotency_key": key, "created_at": self.clock()}
         try:
             with self.db.connection() as conn:

@@ -13,6 +13,7 @@ from typing import Any, BinaryIO, Iterator
 import psycopg
 
 from ..db.repository import Repository
+from ..domain.bounds import cap_error, clip, invalid_message, unstorable_columns
 from ..domain.enriched import parse_enriched
 from ..domain.problems import ConversationReport
 from ..domain.render import FileHeader, MemberMeta, render_fragments, write_training_json, write_training_jsonl
@@ -69,7 +70,7 @@ class PipelineSteps(UseCase):
                 f = repo.file(str(job["file_id"]), owner, lock=True)
                 job = repo.update_job(job_id, base_version=f["current_version"])
         return {"job_id": job_id, "file_id": str(job["file_id"]),
-                "batches": [{"job_id": job_id, "batch_index": i} for i in range(job["total_batches"])],
+                "batches": list(range(job["total_batches"])),  # numbers: the Map input stays small
                 "max_concurrency": max(1, self.settings.map_concurrency)}
 
     def append_batch(self, job_id: str, batch_index: int) -> dict[str, Any]:
@@ -103,15 +104,20 @@ class PipelineSteps(UseCase):
                 continue
             if isinstance(blob, Exception):
                 raise TransientError(f"reading {INPUT_BUCKET}/{path} for {cid} failed: {blob}")
-            parsed = parse_enriched(blob, source=f"{INPUT_BUCKET}/{path}", conversation_id=cid)
+            parsed = parse_enriched(blob, source=f"{INPUT_BUCKET}/{path}", conversation_id=cid,
+                                    limits=self.settings.enriched_limits)
             if not parsed.ok:
                 reports.append(parsed.report)
                 continue
-            items.append(self._stage_item(job, file_id, batch_index * size + offset, row, blob, parsed))
+            item = self._stage_item(job, file_id, batch_index * size + offset, row, blob, parsed)
+            for column, why in unstorable_columns(item):  # a last guard before anything is written
+                parsed.report.error("unstorable_text", f"the value staged as {column} {why}", column)
+            if parsed.report.ok:
+                items.append(item)
+            else:
+                reports.append(parsed.report)
         if reports:
-            bad = ", ".join(f"{r.conversation_id} ({'; '.join(e.message for e in r.errors)})" for r in reports)
-            raise ConversationsInvalid(f"{len(reports)} conversation(s) cannot be used: {bad}",
-                                       details=[r.model_dump() for r in reports])
+            raise ConversationsInvalid(invalid_message(reports), details=[r.model_dump() for r in reports])
         # fragments first: the database never points at an object that is not there
         put_many(self.store, OUTPUT_BUCKET, {k: v for i in items for k, v in
                                              ((i["json_fragment_key"], i.pop("_json")),
@@ -272,7 +278,7 @@ class PipelineSteps(UseCase):
             if f is not None and job["kind"] == "create" and f["current_version"] == 0:
                 repo.update_job(job_id, file_id=None)
                 repo.delete_file(file_id)
-            recorded = job["error"] or error_from_state_machine(error)
+            recorded = job["error"] or cap_error(error_from_state_machine(error))
             repo.update_job(job_id, status="failed", step="compensated", error=recorded,
                             finished_at=datetime.now(timezone.utc))
         for key in garbage:
@@ -283,7 +289,7 @@ class PipelineSteps(UseCase):
         """Keep a step's domain error (with its per-conversation details) on the job. The first error
         is the cause; a later one (an in-flight batch finding its job already failed) is not."""
         with self.db.connection() as conn:
-            Repository(conn).record_first_error(job_id, exc.as_dict())
+            Repository(conn).record_first_error(job_id, cap_error(exc.as_dict()))  # bounded, storable
 
     def _open_job(self, repo: Repository, job_id: str, *, step: str) -> dict[str, Any]:
         job = repo.job(job_id, lock=True)
@@ -307,4 +313,4 @@ def error_from_state_machine(error: dict[str, Any] | None) -> dict[str, Any]:
         message = decoded.get("errorMessage") or cause
     except (orjson.JSONDecodeError, AttributeError):
         message = cause or name
-    return {"code": name, "message": message, "details": None}
+    return {"code": clip(str(name), 200), "message": clip(str(message), 2_000), "details": None}
