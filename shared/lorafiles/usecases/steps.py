@@ -4,7 +4,6 @@ fault-free result."""
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any, BinaryIO, Iterator
 
 import psycopg
 
+from ..cleanup import leftover_objects, scratch_dir
 from ..db.repository import Repository
 from ..domain.bounds import cap_error, clip, invalid_message, unstorable_columns
 from ..domain.enriched import parse_enriched
@@ -198,7 +198,7 @@ class PipelineSteps(UseCase):
         )
         keys = {fmt: artifact_key(owner, file_id, version, fmt) for fmt in FORMATS}
         written: dict[str, _HashingWriter] = {}
-        with tempfile.TemporaryDirectory(prefix="lorafiles-") as tmp:
+        with scratch_dir() as tmp:
             for fmt in FORMATS:
                 path = Path(tmp) / FORMATS[fmt]
                 with open(path, "wb") as raw:
@@ -275,13 +275,15 @@ class PipelineSteps(UseCase):
                 if job["base_version"] is not None and f["current_version"] <= job["base_version"]:
                     garbage += [artifact_key(str(job["owner_id"]), file_id, job["base_version"] + 1, fmt)
                                 for fmt in FORMATS]
-            if f is not None and job["kind"] == "create" and f["current_version"] == 0:
+            deleted = f is not None and job["kind"] == "create" and f["current_version"] == 0
+            garbage += leftover_objects(self.store, OUTPUT_BUCKET, repo, job, f, file_deleted=deleted)
+            if deleted:
                 repo.update_job(job_id, file_id=None)
                 repo.delete_file(file_id)
             recorded = job["error"] or cap_error(error_from_state_machine(error))
             repo.update_job(job_id, status="failed", step="compensated", error=recorded,
                             finished_at=datetime.now(timezone.utc))
-        for key in garbage:
+        for key in dict.fromkeys(garbage):
             self.store.delete(OUTPUT_BUCKET, key)
         return {"job_id": job_id, "compensated": True, "error": recorded}
 
