@@ -151,6 +151,22 @@ def test_nesting_too_deep_to_render_is_refused_not_a_crash():
     assert error.code == "too_deep" and error.field.startswith("consultant_profile.notes")
 
 
+@pytest.mark.parametrize("levels,refused", [(62, False), (63, True)])
+def test_nesting_limit_is_exact(levels, refused):
+    from lorafiles.domain.enriched import MAX_DEPTH
+
+    assert MAX_DEPTH == 64
+    doc = _doc()
+    node: object = "bottom"
+    for _ in range(levels):  # the document and consultant_profile are two more levels
+        node = {"x": node}
+    doc["consultant_profile"]["notes"] = node
+    parsed = _parse(json.dumps(doc).encode())
+    assert (not parsed.ok) == refused
+    if refused:
+        assert [e.code for e in parsed.report.errors] == ["too_deep"]
+
+
 # ---------------------------------------------------------------------------- item 5: empty content blocks
 @pytest.mark.parametrize("field", ["system_prompt", "current_user_input", "target_response"])
 @pytest.mark.parametrize("blank", ["", "   ", "\n\t ", "\u00a0\u2003", "\u200b"])

@@ -67,6 +67,9 @@ def test_a_batch_of_files_full_of_errors_stays_small_and_is_compensated(service,
     assert job["status"] == "failed" and job["step"] == "compensated", (job["status"], job["step"])
     assert job["file_id"] is None and service.reading.list_files(OWNER) == []  # the name is free again
     assert largest_history_value(machine, job["execution_arn"]) < 32 * 1024
+    # the state machine's own Catch -> Compensate -> Fail path ran (compensate's result is small too)
+    desc = machine.client.describe_execution(executionArn=job["execution_arn"])
+    assert desc["error"] == "ConversationsInvalid", desc.get("error")
     # full details in the database, capped, with what was left out counted
     error = job["error"]
     assert error["code"] == "conversations_invalid"

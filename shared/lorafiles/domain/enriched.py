@@ -25,9 +25,10 @@ MAX_ERRORS_PER_FILE = 20
 # Deeper than any real file (about 6 levels) and far below what the renderer can write (orjson
 # encodes at most 254 levels): a deeper document is refused, never a crash while rendering.
 MAX_DEPTH = 64
-# Invisible characters that make a text look non-empty (zero-width space/joiners, word joiner,
-# BOM, soft hyphen): a text made only of these and whitespace is blank.
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+# A text made only of whitespace (what str.isspace() calls whitespace) and invisible characters
+# (zero-width space/joiners, word joiner, BOM, soft hyphen) is blank.
+_BLANK = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+          "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000" "\u200b\u200c\u200d\u2060\ufeff\u00ad")
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,7 @@ def parse_enriched(data: bytes, *, source: str, conversation_id: str | None = No
         report.error("too_many_pairs", f"{len(pairs)} training pairs; the limit is {limits.max_pairs} per "
                      "conversation (LORAFILES_MAX_PAIRS_PER_CONVERSATION)", "training_pairs")
         return ParsedConversation(report=report, raw=raw)
-    if not _check_values(raw, report, limits) or not _check_duplicate_keys(data, report):
+    if not _check_values(raw, data, report, limits) or not _check_duplicate_keys(data, report):
         return ParsedConversation(report=report, raw=raw)
     try:
         model = EnrichedConversation.model_validate(raw)
@@ -242,9 +243,16 @@ def _path(parts: tuple[Any, ...]) -> str | None:
     return _loc(parts) or None
 
 
-def _check_values(raw: dict[str, Any], report: ConversationReport, limits: EnrichedLimits) -> bool:
+def _check_values(raw: dict[str, Any], data: bytes, report: ConversationReport, limits: EnrichedLimits) -> bool:
     """Every key and string of the document: storable by PostgreSQL, within the length limit, not
-    nested deeper than MAX_DEPTH. True when nothing was found. One pass, no recursion."""
+    nested deeper than MAX_DEPTH. True when nothing was found.
+
+    Cheap in the usual case: JSON can only spell a NUL as the escape \\u0000 (and orjson
+    refuses lone surrogates), no string is longer than the file, so unless the bytes say
+    otherwise only the nesting depth is walked; the full walk, which names the fields, runs
+    when something may be wrong."""
+    if b"\\u0000" not in data and len(data) <= limits.max_text_chars and _shallow(raw):
+        return True
     found = 0
     stack: list[tuple[Any, tuple[Any, ...]]] = [(raw, ())]
     while stack:
@@ -278,19 +286,34 @@ def _check_values(raw: dict[str, Any], report: ConversationReport, limits: Enric
     return found == 0
 
 
+_DEPTH_PROBE = 254 - MAX_DEPTH  # orjson encodes at most 254 nested containers
+
+
+def _shallow(raw: Any) -> bool:
+    """No container deeper than MAX_DEPTH: wrapped in 254 - MAX_DEPTH lists, the document is still
+    encodable by orjson exactly when it is (a C-speed depth check; the fast path of _check_values)."""
+    probe = raw
+    for _ in range(_DEPTH_PROBE):
+        probe = [probe]
+    try:
+        orjson.dumps(probe)
+    except orjson.JSONEncodeError:
+        return False
+    return True
+
+
 class _Duplicate(Exception):
     def __init__(self, key: str) -> None:
         self.key = key
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> None:
-    if len(pairs) > 1 and len({k for k, _ in pairs}) != len(pairs):
-        seen: set[str] = set()
-        for k, _ in pairs:
-            if k in seen:
-                raise _Duplicate(k)
-            seen.add(k)
+    if len(dict(pairs)) != len(pairs):
+        raise _Duplicate(next(k for i, (k, _) in enumerate(pairs) if any(k == j for j, _ in pairs[:i])))
     return None  # the decoded value is not needed: keep the check cheap
+
+
+_DUPLICATE_FINDER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
 
 
 class _Pairs(list):
@@ -302,11 +325,11 @@ def _check_duplicate_keys(data: bytes, report: ConversationReport) -> bool:
     every object's key/value pairs to a hook, which is the cheap way to see them (about 1 ms per
     50 KB file); only when a duplicate is found is the document decoded again to say where."""
     try:
-        json.loads(data, object_pairs_hook=_no_duplicates)
+        _DUPLICATE_FINDER.decode(data.decode("utf-8"))  # orjson has checked that it is UTF-8
         return True
     except _Duplicate:
         pass
-    except (ValueError, RecursionError):  # cannot happen after orjson accepted it within MAX_DEPTH
+    except (ValueError, RecursionError):  # not after orjson accepted it within MAX_DEPTH
         return True
     stack: list[tuple[Any, tuple[Any, ...]]] = [(json.loads(data, object_pairs_hook=_Pairs), ())]
     while stack:
@@ -326,7 +349,7 @@ def _check_duplicate_keys(data: bytes, report: ConversationReport) -> bool:
 
 
 def _blank(text: str | None) -> bool:
-    return text is not None and not text.translate(_INVISIBLE).strip()
+    return text is not None and not text.strip(_BLANK)
 
 
 def _check_identity(parsed: ParsedConversation, conversation_id: str | None) -> None:

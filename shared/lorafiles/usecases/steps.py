@@ -285,7 +285,9 @@ class PipelineSteps(UseCase):
                             finished_at=datetime.now(timezone.utc))
         for key in dict.fromkeys(garbage):
             self.store.delete(OUTPUT_BUCKET, key)
-        return {"job_id": job_id, "compensated": True, "error": recorded}
+        # a task result: the code and message only (the details are on the job row)
+        return {"job_id": job_id, "compensated": True,
+                "error": {"code": recorded["code"], "message": clip(recorded["message"] or "", 500)}}
 
     def record_failure(self, job_id: str, exc: LorafilesError) -> None:
         """Keep a step's domain error (with its per-conversation details) on the job. The first error
