@@ -48,7 +48,9 @@ def pid_alive(pid: int) -> bool:
 @contextmanager
 def scratch_dir(base: str | os.PathLike[str] | None = None) -> Iterator[str]:
     """A temporary directory named after this process, removed on exit (and by the sweep if the
-    process dies first)."""
+    process dies first). Sweeps first: in Lambda only the function's own container sees its /tmp,
+    and a timed-out invocation leaves its directory there for the next one to remove."""
+    sweep_scratch_dirs(base)
     with _lock:
         path = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=base)
         _live.add(path)

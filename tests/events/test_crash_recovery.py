@@ -173,12 +173,12 @@ def test_reaper_removes_temporary_files_left_by_dead_processes(world: World, mai
         p.write_bytes(b"partial")
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    dead_dir = scratch / f"{cleanup.SCRATCH_PREFIX}{dead.pid}-q1w2e3"
-    dead_dir.mkdir()
-    (dead_dir / "training.json").write_bytes(b"half a file")
     live_tmp = root / OUTPUT_BUCKET / "x" / f".lorafiles-tmp-{os.getpid()}-live"
     live_tmp.write_bytes(b"being written")
     with cleanup.scratch_dir(base=scratch) as mine:  # this process's own, in use
+        dead_dir = scratch / f"{cleanup.SCRATCH_PREFIX}{dead.pid}-q1w2e3"
+        dead_dir.mkdir()
+        (dead_dir / "training.json").write_bytes(b"half a file")
         removed = maintenance.sweep_leftovers(scratch_base=scratch)
         assert Path(mine).is_dir()
     assert not any(p.exists() for p in leftovers) and not dead_dir.exists()
@@ -202,3 +202,15 @@ def test_compensation_removes_fragments_a_crash_left_unreferenced(world: World, 
     world.machine.wait(job["execution_arn"], timeout=120)
     assert world.service.reading.get_job(OWNER, str(job["id"]))["step"] == "compensated"
     assert set(world.service.store.list(OUTPUT_BUCKET, f"{OWNER}/{a}/")) == kept
+
+
+def test_a_new_scratch_dir_removes_the_one_a_timed_out_invocation_left(tmp_path):
+    """Lambda: a timed-out invocation's runtime restarts (often with the same pid) and keeps /tmp."""
+    from lorafiles import cleanup
+
+    stale = tmp_path / f"{cleanup.SCRATCH_PREFIX}{os.getpid()}-left"  # this pid, but nobody uses it
+    stale.mkdir()
+    (stale / "training.json").write_bytes(b"half")
+    with cleanup.scratch_dir(base=tmp_path) as mine:
+        assert not stale.exists() and Path(mine).is_dir()
+    assert not Path(mine).exists()
