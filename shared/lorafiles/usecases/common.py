@@ -9,7 +9,7 @@ from typing import Any, Callable, Protocol
 from ..config import Settings
 from ..db.connect import Database
 from ..db.repository import Repository
-from ..domain.bounds import MAX_TASK_MESSAGE_CHARS, clip
+from ..domain.bounds import clip
 from ..domain.rules import check_file_name, check_selection, normalize_name
 from ..errors import NotFound
 from ..ports import ObjectStore
@@ -17,6 +17,7 @@ from ..ports import ObjectStore
 INPUT_BUCKET = "conversation-files"
 OUTPUT_BUCKET = "training-files"
 FORMATS = {"json": "training.json", "jsonl": "training.jsonl"}
+MAX_BLOCKED_CHARS = 32_000
 
 
 class JobStarter(Protocol):
@@ -110,9 +111,11 @@ def selection_problems(repo: Repository, owner_id: str, ids: list[str], *, kind:
     return problems
 
 
-def blocked_message(problems: list[dict[str, Any]], shown: int = 10) -> str:
-    """One bounded line (a regenerate can block thousands of members; the details list them all)."""
-    parts = [f"{p.get('conversation_id') or p.get('field') or 'request'}: {p['code']} ({p['message']})"
+def blocked_message(problems: list[dict[str, Any]], shown: int = 100) -> str:
+    """One line naming every offender of a request (at most 81 ids reach it), bounded for the
+    regenerate of a huge file, which can block thousands of members (a task's error is clipped
+    further; the details list them all, capped, on the job row)."""
+    parts = [f"{p.get('conversation_id') or p.get('field') or 'request'}: {p['code']} ({clip(str(p['message']), 200)})"
              for p in problems[:shown]]
     rest = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
-    return clip(f"selection blocked, {len(problems)} problem(s): " + "; ".join(parts) + rest, MAX_TASK_MESSAGE_CHARS)
+    return clip(f"selection blocked, {len(problems)} problem(s): " + "; ".join(parts) + rest, MAX_BLOCKED_CHARS)
