@@ -67,11 +67,25 @@ def open_context(args: argparse.Namespace, *, pipeline: bool) -> Iterator[Contex
                 stack.callback(machine.close)
             service = TrainingFileService(db, store, settings, machine)
             use_service(service)
+            if args.command != "reap":
+                explain_interrupted(service)
             try:
                 yield Context(args, service, machine)
             finally:
                 use_service(None)
                 db.close()
+
+
+def explain_interrupted(service: Any) -> None:
+    """After a killed run: say which jobs will never finish and how to recover (stderr)."""
+    from .recovery import interrupted_jobs, interrupted_notice
+
+    try:
+        jobs = interrupted_jobs(service)
+    except LorafilesError:
+        return
+    for job in jobs:
+        print(interrupted_notice(job), file=sys.stderr)
 
 
 def emit(ctx: Context, result: Any, human: Callable[[Any], str]) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .db.connect import default_home
+from .domain.enriched import EnrichedLimits
 
 LOCAL_OWNER = "00000000-0000-4000-8000-00000000a11c"  # the CLI's local user (no Supabase auth locally)
 
@@ -59,6 +60,17 @@ class Settings:
     signed_url_ttl: int = field(default_factory=lambda: _int("LORAFILES_SIGNED_URL_TTL", 3600))
     job_timeout_seconds: int = field(default_factory=lambda: _int("LORAFILES_JOB_TIMEOUT_SECONDS", 1800))
     state_machine_arn: str | None = field(default_factory=lambda: os.environ.get("LORAFILES_STATE_MACHINE_ARN") or None)
+    # limits on one enriched file (issue 9): over any of them the conversation is refused with a reason
+    max_enriched_bytes: int = field(
+        default_factory=lambda: _int("LORAFILES_MAX_ENRICHED_BYTES", EnrichedLimits.max_bytes))
+    max_pairs_per_conversation: int = field(
+        default_factory=lambda: _int("LORAFILES_MAX_PAIRS_PER_CONVERSATION", EnrichedLimits.max_pairs))
+    max_text_chars: int = field(default_factory=lambda: _int("LORAFILES_MAX_TEXT_CHARS", EnrichedLimits.max_text_chars))
+
+    @property
+    def enriched_limits(self) -> EnrichedLimits:
+        return EnrichedLimits(max_bytes=self.max_enriched_bytes, max_pairs=self.max_pairs_per_conversation,
+                              max_text_chars=self.max_text_chars)
 
     def default_policy(self, **overrides: object):
         """The deployment's training policy, with a request's fields laid over it (validated)."""

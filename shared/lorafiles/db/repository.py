@@ -398,3 +398,24 @@ class Repository:
                 order by created_at""",
             (owner_id, file_id, prefix),
         ).fetchall()
+
+    # --- crash recovery (issue 9) -----------------------------------------------------------
+    def active_jobs(self) -> list[dict[str, Any]]:
+        return self._all("select * from lora_training_jobs where status = any(%s) order by created_at",
+                         (list(ACTIVE_JOB),))
+
+    def referenced_object_keys(self, file_id: str, prefix: str, except_job: str) -> set[str]:
+        """Every object key under `prefix` that a row of the file still names: any text column of
+        its members, or of the staged items of its other jobs (whatever columns they grow)."""
+        rows = self._all(
+            """select e.value as key
+                 from lora_training_file_members m, jsonb_each_text(to_jsonb(m)) e
+                where m.file_id = %(file)s and starts_with(e.value, %(prefix)s)
+               union
+               select e.value
+                 from lora_training_job_items i join lora_training_jobs j on j.id = i.job_id,
+                      jsonb_each_text(to_jsonb(i)) e
+                where j.file_id = %(file)s and i.job_id <> %(job)s and starts_with(e.value, %(prefix)s)""",
+            {"file": file_id, "prefix": prefix, "job": except_job},
+        )
+        return {r["key"] for r in rows}

@@ -6,13 +6,15 @@ added, dropped or rewritten by validation: the v4 outputs carry the pairs unchan
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict, ValidationError
 
+from .bounds import listing, unstorable
 from .problems import ConversationReport
 from .rules import MIN_USABLE_QUALITY
 
@@ -20,6 +22,22 @@ UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{
 DATASET_NAME_RE = re.compile(r"^fp_conversation_(" + UUID_RE.pattern + r")$")
 SCAFFOLDING_KEYS = ("persona_archetype", "emotional_arc", "emotional_arc_key", "training_topic", "training_topic_key")
 MAX_ERRORS_PER_FILE = 20
+# Deeper than any real file (about 6 levels) and far below what the renderer can write (orjson
+# encodes at most 254 levels): a deeper document is refused, never a crash while rendering.
+MAX_DEPTH = 64
+# A text made only of whitespace (what str.isspace() calls whitespace) and invisible characters
+# (zero-width space/joiners, word joiner, BOM, soft hyphen) is blank.
+_BLANK = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+          "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000" "\u200b\u200c\u200d\u2060\ufeff\u00ad")
+
+
+@dataclass(frozen=True)
+class EnrichedLimits:
+    """Configurable limits on one enriched file (Settings reads them from the environment)."""
+
+    max_bytes: int = 5_000_000  # LORAFILES_MAX_ENRICHED_BYTES
+    max_pairs: int = 500  # LORAFILES_MAX_PAIRS_PER_CONVERSATION
+    max_text_chars: int = 200_000  # LORAFILES_MAX_TEXT_CHARS (any string value or key)
 
 
 class _Loose(BaseModel):
@@ -34,8 +52,9 @@ class HistoryItem(_Loose):
 
 
 class TrainingMetadata(_Loose):
-    quality_score: float | None = Field(default=None, ge=0, le=10)
-    human_reviewed: bool | None = False
+    # strict: `true`, "3.5" or [3] are refused, never read as numbers (an int is a number)
+    quality_score: Annotated[float, Strict()] | None = Field(default=None, ge=0, le=10)
+    human_reviewed: StrictBool | None = False
 
 
 class EmotionalContext(_Loose):
@@ -167,13 +186,21 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def parse_enriched(data: bytes, *, source: str, conversation_id: str | None = None) -> ParsedConversation:
+def parse_enriched(data: bytes, *, source: str, conversation_id: str | None = None,
+                   limits: EnrichedLimits | None = None) -> ParsedConversation:
     """Decode and validate one enriched file. Never raises on bad input: problems go in the report.
 
     `conversation_id` is the database's id (the authority); without it (import) the id must be
-    recoverable from `dataset_metadata.dataset_name`.
+    recoverable from `dataset_metadata.dataset_name`. Nothing is read silently: a duplicate key,
+    a value of the wrong type, a string the database cannot store or one over `limits` is an
+    error naming the field.
     """
+    limits = limits or EnrichedLimits()
     report = ConversationReport(conversation_id=conversation_id, source=source)
+    if len(data) > limits.max_bytes:
+        report.error("file_too_large", f"the file is {len(data)} bytes; the limit is {limits.max_bytes} bytes "
+                     "per enriched file (LORAFILES_MAX_ENRICHED_BYTES)")
+        return ParsedConversation(report=report)
     try:
         raw = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -184,11 +211,18 @@ def parse_enriched(data: bytes, *, source: str, conversation_id: str | None = No
         return ParsedConversation(report=report)
     missing = [k for k in ("dataset_metadata", "consultant_profile", "training_pairs") if k not in raw]
     if missing:
-        keys = ", ".join(sorted(raw)[:6])
+        keys = listing(sorted(raw), 6, 40)
         report.error(
             "wrong_shape",
             f"not a v4 enriched conversation: missing {', '.join(missing)} (top-level keys: {keys})",
         )
+        return ParsedConversation(report=report, raw=raw)
+    pairs = raw["training_pairs"]
+    if isinstance(pairs, list) and len(pairs) > limits.max_pairs:
+        report.error("too_many_pairs", f"{len(pairs)} training pairs; the limit is {limits.max_pairs} per "
+                     "conversation (LORAFILES_MAX_PAIRS_PER_CONVERSATION)", "training_pairs")
+        return ParsedConversation(report=report, raw=raw)
+    if not _check_values(raw, data, report, limits) or not _check_duplicate_keys(data, report):
         return ParsedConversation(report=report, raw=raw)
     try:
         model = EnrichedConversation.model_validate(raw)
@@ -203,6 +237,119 @@ def parse_enriched(data: bytes, *, source: str, conversation_id: str | None = No
     _check_identity(parsed, conversation_id)
     _check_pairs(parsed)
     return parsed
+
+
+def _path(parts: tuple[Any, ...]) -> str | None:
+    return _loc(parts) or None
+
+
+def _check_values(raw: dict[str, Any], data: bytes, report: ConversationReport, limits: EnrichedLimits) -> bool:
+    """Every key and string of the document: storable by PostgreSQL, within the length limit, not
+    nested deeper than MAX_DEPTH. True when nothing was found.
+
+    Cheap in the usual case: JSON can only spell a NUL as the escape \\u0000 (and orjson
+    refuses lone surrogates), no string is longer than the file, so unless the bytes say
+    otherwise only the nesting depth is walked; the full walk, which names the fields, runs
+    when something may be wrong."""
+    if b"\\u0000" not in data and len(data) <= limits.max_text_chars and _shallow(raw):
+        return True
+    found = 0
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(raw, ())]
+    while stack:
+        node, parts = stack.pop()
+        if len(parts) > MAX_DEPTH:
+            report.error("too_deep", f"nested more than {MAX_DEPTH} levels deep", _path(parts))
+            found += 1
+            continue
+        if isinstance(node, str):
+            why = unstorable(node)
+            if why is not None:
+                report.error("unstorable_text", f"this text {why}", _path(parts))
+                found += 1
+            elif len(node) > limits.max_text_chars:
+                report.error("text_too_long", f"{len(node)} characters; the limit is {limits.max_text_chars} per "
+                             "text field (LORAFILES_MAX_TEXT_CHARS)", _path(parts))
+                found += 1
+        elif isinstance(node, dict):
+            for key, value in reversed(node.items()):
+                why = unstorable(key)
+                if why is not None:
+                    report.error("unstorable_text", f"a key ({key!r}) {why}", _path(parts))
+                    found += 1
+                elif len(key) > limits.max_text_chars:
+                    report.error("text_too_long", f"a key of {len(key)} characters; the limit is "
+                                 f"{limits.max_text_chars} (LORAFILES_MAX_TEXT_CHARS)", _path(parts))
+                    found += 1
+                stack.append((value, parts + (key,)))
+        elif isinstance(node, list):
+            stack.extend((node[i], parts + (i,)) for i in range(len(node) - 1, -1, -1))
+    return found == 0
+
+
+_DEPTH_PROBE = 254 - MAX_DEPTH  # orjson encodes at most 254 nested containers
+
+
+def _shallow(raw: Any) -> bool:
+    """No container deeper than MAX_DEPTH: wrapped in 254 - MAX_DEPTH lists, the document is still
+    encodable by orjson exactly when it is (a C-speed depth check; the fast path of _check_values)."""
+    probe = raw
+    for _ in range(_DEPTH_PROBE):
+        probe = [probe]
+    try:
+        orjson.dumps(probe)
+    except orjson.JSONEncodeError:
+        return False
+    return True
+
+
+class _Duplicate(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> None:
+    if len(dict(pairs)) != len(pairs):
+        raise _Duplicate(next(k for i, (k, _) in enumerate(pairs) if any(k == j for j, _ in pairs[:i])))
+    return None  # the decoded value is not needed: keep the check cheap
+
+
+_DUPLICATE_FINDER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
+
+
+class _Pairs(list):
+    pass
+
+
+def _check_duplicate_keys(data: bytes, report: ConversationReport) -> bool:
+    """orjson keeps the last of two equal keys without a word. The standard library's decoder hands
+    every object's key/value pairs to a hook, which is the cheap way to see them (about 1 ms per
+    50 KB file); only when a duplicate is found is the document decoded again to say where."""
+    try:
+        _DUPLICATE_FINDER.decode(data.decode("utf-8"))  # orjson has checked that it is UTF-8
+        return True
+    except _Duplicate:
+        pass
+    except (ValueError, RecursionError):  # not after orjson accepted it within MAX_DEPTH
+        return True
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(json.loads(data, object_pairs_hook=_Pairs), ())]
+    while stack:
+        node, parts = stack.pop()
+        if isinstance(node, _Pairs):
+            keys = [k for k, _ in node]
+            dup = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+            if dup is not None:
+                report.error("duplicate_key",
+                             f"key {dup!r} appears {keys.count(dup)} times in one object; a JSON reader would "
+                             "silently keep only one of them", _path(parts))
+                return False
+            stack.extend((v, parts + (k,)) for k, v in reversed(node))
+        elif isinstance(node, list):
+            stack.extend((node[i], parts + (i,)) for i in range(len(node) - 1, -1, -1))
+    return True
+
+
+def _blank(text: str | None) -> bool:
+    return text is not None and not text.strip(_BLANK)
 
 
 def _check_identity(parsed: ParsedConversation, conversation_id: str | None) -> None:
@@ -229,18 +376,24 @@ def _check_pairs(parsed: ParsedConversation) -> None:
     report, pairs = parsed.report, parsed.model.training_pairs
     turns = [p.turn_number for p in pairs]
     if turns != list(range(1, len(pairs) + 1)):
-        report.error("non_sequential_turns", f"turn_number values {turns} are not 1..{len(pairs)}", "training_pairs")
+        report.error("non_sequential_turns", f"turn_number values {listing(turns, 20)} are not 1..{len(pairs)}",
+                     "training_pairs")
     targets = [p for p in pairs if p.target_response is not None]
     if not targets:
         report.error("no_trainable_pair", "no training pair has a target_response", "training_pairs")
     for i, p in enumerate(pairs):
         if p.target_response is not None and p.training_metadata.quality_score is None:
-            report.error("missing_quality_score", f"pair {p.id} has a target but no quality_score",
+            report.error("missing_quality_score", f"pair {listing([p.id])} has a target but no quality_score",
                          f"training_pairs[{i}].training_metadata.quality_score")
+        if p.target_response is not None:
+            for name in ("system_prompt", "current_user_input", "target_response"):
+                if _blank(getattr(p, name)):
+                    report.error("empty_content", f"{name} of trainable pair {listing([p.id])} is empty or only "
+                                 "whitespace: a training example needs text", f"training_pairs[{i}].{name}")
     truncated = [p.id for p in targets if p.target_response.rstrip().endswith("\\")]
     if truncated:
         report.warn("truncated_target", f"{len(truncated)} target response(s) end in a backslash (truncated): "
-                    + ", ".join(truncated), "target_response")
+                    + listing(truncated, 20), "target_response")
     escaped = _count_double_escaped(pairs)
     if escaped:
         report.warn("double_escaped_newline",

@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from .bounds import MAX_PROBLEM_MESSAGE_CHARS, MAX_PROBLEMS_PER_REPORT, clip
+
 Severity = Literal["error", "warning"]
 
 
@@ -23,19 +25,33 @@ class Problem(BaseModel):
 
 
 class ConversationReport(BaseModel):
-    """Validation report of one conversation: errors block, warnings do not."""
+    """Validation report of one conversation: errors block, warnings do not.
+
+    Bounded whatever the file holds: at most MAX_PROBLEMS_PER_REPORT errors and warnings are
+    listed (messages clipped), and `errors_omitted` / `warnings_omitted` count the rest.
+    """
 
     conversation_id: str | None = None
     source: str | None = None
     errors: list[Problem] = Field(default_factory=list)
     warnings: list[Problem] = Field(default_factory=list)
+    errors_omitted: int = 0
+    warnings_omitted: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
     def error(self, code: str, message: str, field: str | None = None) -> None:
-        self.errors.append(Problem(code=code, message=message, field=field, severity="error"))
+        if len(self.errors) >= MAX_PROBLEMS_PER_REPORT:
+            self.errors_omitted += 1
+            return
+        self.errors.append(Problem(code=code, message=clip(message, MAX_PROBLEM_MESSAGE_CHARS),
+                                   field=clip(field, 300) if field else field, severity="error"))
 
     def warn(self, code: str, message: str, field: str | None = None) -> None:
-        self.warnings.append(Problem(code=code, message=message, field=field, severity="warning"))
+        if len(self.warnings) >= MAX_PROBLEMS_PER_REPORT:
+            self.warnings_omitted += 1
+            return
+        self.warnings.append(Problem(code=code, message=clip(message, MAX_PROBLEM_MESSAGE_CHARS),
+                                     field=clip(field, 300) if field else field, severity="warning"))

@@ -20,6 +20,16 @@ class StepFunctionsStarter:
         except self.client.exceptions.ExecutionAlreadyExists:
             return self.arn.replace(":stateMachine:", ":execution:") + ":" + execution_name
 
+    def execution_status(self, execution_arn: str) -> tuple[str, str] | None:
+        """(status, explanation) from DescribeExecution; None when Step Functions cannot say."""
+        try:
+            status = self.client.describe_execution(executionArn=execution_arn)["status"]
+        except self.client.exceptions.ExecutionDoesNotExist:
+            return "MISSING", f"Step Functions has no execution {execution_arn}"
+        except Exception:  # noqa: BLE001 - throttled, no permission: decide on the timeout instead
+            return None
+        return status, f"execution {execution_arn.rsplit(':', 1)[-1]} is {status}"
+
     def stop(self, execution_arn: str, error: str, cause: str) -> None:
         try:
             self.client.stop_execution(executionArn=execution_arn, error=error, cause=cause[:32000])

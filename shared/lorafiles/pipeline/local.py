@@ -2,23 +2,35 @@
 Functions interpreter, with its Lambda tasks dispatched in-process to functions/*/handler.py.
 
 There is no second orchestration: this loads the same ASL file that serverless.yml deploys and
-only substitutes the function ARNs (and, for tests, shortens retry intervals).
+only substitutes the function ARNs (and, for tests, shortens retry intervals and timeouts).
+
+What AWS does around the state machine, the runner does here too: when an execution ends
+FAILED, TIMED_OUT or ABORTED it hands the same "Execution Status Change" event that EventBridge
+delivers in AWS to functions/execution-ended, which compensates a job the state machine could
+not (States.DataLimitExceeded, States.Runtime, a machine timeout). The state machine's name
+carries this process's identity (host, pid, start time), so a later process can tell that an
+execution whose runner is gone will never finish (`execution_status`).
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
 import re
+import socket
 import threading
 import time
 import uuid
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
 import orjson
+
+from ..cleanup import pid_alive
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 ASL_PATH = Path(os.environ.get("LORAFILES_ASL", REPO_ROOT / "infra" / "state-machine.asl.json"))
@@ -32,20 +44,41 @@ FUNCTIONS = {
     "GenerateJsonl": "generate-jsonl",
     "CompensateJob": "compensate-job",
 }
+EXECUTION_ENDED = "execution-ended"  # EventBridge -> Lambda in AWS; the runner here
+ENDED_UNCOMPENSATED = ("FAILED", "TIMED_OUT", "ABORTED")
+_RUNNER_RE = re.compile(r"^lorafiles-local-([0-9a-f]{8})-(\d+)-(\d+)$")
 
 
 def function_arn(name: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lorafiles-local-{name}"
 
 
-def load_definition(retry_scale: float = 1.0, asl_path: Path = ASL_PATH) -> dict[str, Any]:
-    """The ASL with `${Placeholder}` function names resolved to local ARNs."""
+def load_definition(retry_scale: float = 1.0, asl_path: Path = ASL_PATH,
+                    timeouts: dict[str, int] | None = None) -> dict[str, Any]:
+    """The ASL with `${Placeholder}` function names resolved to local ARNs. `timeouts` (tests)
+    replaces the TimeoutSeconds of the named states, "$" being the whole machine's."""
     text = asl_path.read_text()
     text = re.sub(r"\$\{(\w+)\}", lambda m: function_arn(FUNCTIONS[m.group(1)]), text)
     definition = orjson.loads(text)
     if retry_scale != 1.0:
         _scale_retries(definition, retry_scale)
+    for name, seconds in (timeouts or {}).items():
+        if name == "$":
+            definition["TimeoutSeconds"] = seconds
+        else:
+            _set_timeout(definition, name, seconds)
     return definition
+
+
+def _set_timeout(node: Any, name: str, seconds: int) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == name and isinstance(value, dict) and "Type" in value:
+                value["TimeoutSeconds"] = seconds
+            _set_timeout(value, name, seconds)
+    elif isinstance(node, list):
+        for value in node:
+            _set_timeout(value, name, seconds)
 
 
 def _scale_retries(node: Any, scale: float) -> None:
@@ -87,15 +120,72 @@ def load_handler(function: str) -> Callable[[dict, Any], Any]:
     return _modules[function].handler
 
 
+# ------------------------------------------------------------------ who runs an execution
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _process_start(pid: int) -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.Process(pid).create_time())
+    except Exception:  # noqa: BLE001 - no such process, or psutil missing
+        return None
+
+
+def runner_name() -> str:
+    """This process's state machine name: lorafiles-local-<host>-<pid>-<process start time>."""
+    return f"lorafiles-local-{_host_tag()}-{os.getpid()}-{_process_start(os.getpid()) or 0}"
+
+
+def runner_of(execution_arn: str | None) -> tuple[str, int, int] | None:
+    """(host tag, pid, process start) of the local runner of an execution ARN, if it is one."""
+    parts = (execution_arn or "").split(":")
+    if len(parts) != 8 or parts[5] != "execution":
+        return None
+    m = _RUNNER_RE.match(parts[6])
+    return (m.group(1), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def runner_alive(execution_arn: str | None) -> bool | None:
+    """Is the local process that runs this execution alive? None when that cannot be known here
+    (not a local execution, or one run on another host)."""
+    runner = runner_of(execution_arn)
+    if runner is None or runner[0] != _host_tag():
+        return None
+    _, pid, start = runner
+    if not pid_alive(pid):
+        return False
+    started = _process_start(pid)
+    if started is None or start == 0:
+        return True
+    return abs(started - start) <= 1  # otherwise another process has been given that pid since
+
+
+def local_execution_status(execution_arn: str | None) -> tuple[str, str] | None:
+    """("GONE" | "RUNNING", explanation) for an execution run by a local process of this host,
+    judged by whether that process is alive; None for any other execution."""
+    alive = runner_alive(execution_arn)
+    if alive is None:
+        return None
+    pid = runner_of(execution_arn)[1]
+    if alive:
+        return "RUNNING", f"its lorafiles process (pid {pid}) is still running"
+    return "GONE", (f"the lorafiles process that ran it (pid {pid}) is gone: it was killed or crashed "
+                    "before the job finished")
+
+
 class LocalStateMachine:
     """moto-backed Step Functions with our handlers behind the Lambda tasks.
 
     `fault` (tests) is called before each dispatch with (function, payload) and may raise to
-    simulate a crash of that invocation.
+    simulate a crash of that invocation. `timeouts` (tests) replaces states' TimeoutSeconds.
     """
 
-    def __init__(self, *, retry_scale: float = 1.0, fault: Callable[[str, dict], None] | None = None) -> None:
-        self.retry_scale, self.fault = retry_scale, fault
+    def __init__(self, *, retry_scale: float = 1.0, fault: Callable[[str, dict], None] | None = None,
+                 timeouts: dict[str, int] | None = None) -> None:
+        self.retry_scale, self.fault, self.timeouts = retry_scale, fault, timeouts
         self._mock = None
         self.client = None
         self.arn: str | None = None
@@ -103,6 +193,11 @@ class LocalStateMachine:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._inflight = 0
+        self._started: dict[str, dict[str, Any]] = {}  # execution ARN -> input, until settled
+        self._settled: set[str] = set()
+        self._settling: dict[str, threading.Lock] = {}
+        self._stop_watch = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     def __enter__(self) -> "LocalStateMachine":
         self.open()
@@ -133,12 +228,19 @@ class LocalStateMachine:
         LambdaSimpleBackend.invoke = invoke
         self.client = boto3.client("stepfunctions", region_name=REGION, aws_access_key_id="local",
                                    aws_secret_access_key="local")
-        definition = orjson.dumps(load_definition(self.retry_scale)).decode()
+        definition = orjson.dumps(load_definition(self.retry_scale, timeouts=self.timeouts)).decode()
         self.arn = self.client.create_state_machine(
-            name="lorafiles-training-file-job", definition=definition,
+            name=runner_name(), definition=definition,
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/lorafiles-local")["stateMachineArn"]
+        self._stop_watch.clear()
+        self._watcher = threading.Thread(target=self._watch, name="lorafiles-execution-watcher", daemon=True)
+        self._watcher.start()
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._stop_watch.set()
+            self._watcher.join(timeout=30)
+            self._watcher = None
         if self._mock is not None:
             from moto.awslambda_simple.models import LambdaSimpleBackend
 
@@ -170,10 +272,58 @@ class LocalStateMachine:
         if self._mock is None:
             self.open()
         try:
-            return self.client.start_execution(stateMachineArn=self.arn, name=execution_name,
-                                               input=orjson.dumps(payload).decode())["executionArn"]
+            arn = self.client.start_execution(stateMachineArn=self.arn, name=execution_name,
+                                              input=orjson.dumps(payload).decode())["executionArn"]
         except self.client.exceptions.ExecutionAlreadyExists:
-            return self.arn.replace(":stateMachine:", ":execution:") + ":" + execution_name
+            arn = self.arn.replace(":stateMachine:", ":execution:") + ":" + execution_name
+        with self._lock:
+            if arn not in self._settled:
+                self._started.setdefault(arn, payload)
+        return arn
+
+    def execution_status(self, execution_arn: str) -> tuple[str, str] | None:
+        """(status, explanation) of an execution, or None when this process cannot know it.
+        An execution of a local runner that is gone is "GONE": it will never finish."""
+        if self.client is not None and self.arn is not None and \
+                execution_arn.startswith(self.arn.replace(":stateMachine:", ":execution:") + ":"):
+            try:
+                status = self.client.describe_execution(executionArn=execution_arn)["status"]
+            except Exception:  # noqa: BLE001 - not known to this runner
+                return None
+            return status, f"execution {execution_arn.rsplit(':', 1)[-1]} is {status}"
+        return local_execution_status(execution_arn)
+
+    # --- what EventBridge does in AWS: executions that ended uncompensated ----------------
+    def _watch(self) -> None:
+        while not self._stop_watch.wait(0.2):
+            with self._lock:
+                pending = list(self._started)
+            for arn in pending:
+                try:
+                    if self.client.describe_execution(executionArn=arn)["status"] != "RUNNING":
+                        self._settle(arn)
+                except Exception:  # noqa: BLE001 - keep watching the others; wait() settles too
+                    continue
+
+    def _settle(self, execution_arn: str) -> None:
+        """Once per execution that ended FAILED, TIMED_OUT or ABORTED: dispatch its "Execution
+        Status Change" event to execution-ended (a no-op for a job already compensated)."""
+        with self._lock:
+            if execution_arn in self._settled:
+                return
+            guard = self._settling.setdefault(execution_arn, threading.Lock())
+        with guard:
+            with self._lock:
+                if execution_arn in self._settled:
+                    return
+            desc = self.client.describe_execution(executionArn=execution_arn)
+            if desc["status"] in ENDED_UNCOMPENSATED:
+                event = status_change_event(desc)
+                self._dispatch(function_arn(EXECUTION_ENDED), orjson.dumps(event), {})
+            with self._lock:
+                self._settled.add(execution_arn)
+                self._started.pop(execution_arn, None)
+                self._settling.pop(execution_arn, None)
 
     def wait(self, execution_arn: str, timeout: float = 600.0, poll: float = 0.05,
              on_poll: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -186,6 +336,7 @@ class LocalStateMachine:
                 # Like Lambda, an invocation whose Map already failed runs to its end: let it finish.
                 with self._idle:
                     self._idle.wait_for(lambda: self._inflight == 0, timeout=max(0.0, deadline - time.monotonic()))
+                self._settle(execution_arn)
                 return desc
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution {execution_arn} still running after {timeout}s")
@@ -196,3 +347,25 @@ class LocalStateMachine:
             self.client.stop_execution(executionArn=execution_arn, error=error, cause=cause)
         except Exception:  # noqa: BLE001 - already finished
             pass
+
+
+def _epoch_ms(value: Any) -> int | None:
+    if isinstance(value, datetime):
+        return int(value.astimezone(timezone.utc).timestamp() * 1000)
+    return None
+
+
+def status_change_event(desc: dict[str, Any]) -> dict[str, Any]:
+    """The EventBridge "Step Functions Execution Status Change" event for a DescribeExecution."""
+    arn = desc["executionArn"]
+    return {
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states", "account": ACCOUNT, "region": REGION,
+        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "resources": [arn],
+        "detail": {
+            "executionArn": arn, "stateMachineArn": desc.get("stateMachineArn"), "name": desc.get("name"),
+            "status": desc["status"], "startDate": _epoch_ms(desc.get("startDate")),
+            "stopDate": _epoch_ms(desc.get("stopDate")), "input": desc.get("input"), "output": desc.get("output"),
+            "error": desc.get("error"), "cause": desc.get("cause"),
+        },
+    }

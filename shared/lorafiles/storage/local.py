@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +18,8 @@ from lorafiles.storage.content_types import resolve_content_type
 UrlSigner = Callable[[str, str, int, str | None], str]
 """``(bucket, key, expires_in, download_name) -> url``."""
 
-_TMP_PREFIX = ".lorafiles-tmp-"
+_TMP_PREFIX = ".lorafiles-tmp-"  # followed by the writer's pid: ".lorafiles-tmp-<pid>-<random>"
+_TMP_PID = re.compile(rf"^{re.escape(_TMP_PREFIX)}(\d+)-")
 _MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
@@ -115,13 +118,35 @@ class LocalObjectStore:
             return self._url_signer(bucket, key, expires_in, download_name)
         return path.as_uri()
 
+    def sweep_temp(self, max_age: float = 3600.0) -> list[str]:
+        """Remove temp files a crashed writer left: its process is gone, or the file is older than
+        `max_age` seconds (no write takes that long). Returns the removed paths."""
+        from lorafiles.cleanup import pid_alive
+
+        removed: list[str] = []
+        now = time.time()
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if not name.startswith(_TMP_PREFIX):
+                    continue
+                path = Path(dirpath) / name
+                m = _TMP_PID.match(name)
+                try:
+                    old = now - path.stat().st_mtime > max_age
+                except OSError:
+                    continue
+                if old or (m is not None and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1)))):
+                    path.unlink(missing_ok=True)
+                    removed.append(str(path))
+        return removed
+
     @contextmanager
     def _atomic_writer(self, bucket: str, key: str) -> Iterator[BinaryIO]:
         """Yield a temp file next to the target; move it into place on success."""
         target = self._path(bucket, key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", dir=target.parent)
         except OSError as exc:
             raise StorageError(f"writing {bucket}/{key} failed: {exc}") from exc
         try:

@@ -10,6 +10,7 @@ from typing import Any, Callable, Protocol
 from ..config import Settings
 from ..db.connect import Database
 from ..db.repository import Repository
+from ..domain.bounds import clip
 from ..domain.rules import check_file_name, check_selection, normalize_name
 from ..errors import NotFound
 from ..ports import ObjectStore
@@ -31,6 +32,7 @@ ARTIFACTS = {
     "report": ("report.json", "application/json"),
     "manifest": ("manifest.json", "application/json"),
 }
+MAX_BLOCKED_CHARS = 32_000
 
 
 class JobStarter(Protocol):
@@ -133,6 +135,11 @@ def selection_problems(repo: Repository, owner_id: str, ids: list[str], *, kind:
     return problems
 
 
-def blocked_message(problems: list[dict[str, Any]]) -> str:
-    parts = [f"{p.get('conversation_id') or p.get('field') or 'request'}: {p['code']} ({p['message']})" for p in problems]
-    return f"selection blocked, {len(problems)} problem(s): " + "; ".join(parts)
+def blocked_message(problems: list[dict[str, Any]], shown: int = 100) -> str:
+    """One line naming every offender of a request (at most 81 ids reach it), bounded for the
+    regenerate of a huge file, which can block thousands of members (a task's error is clipped
+    further; the details list them all, capped, on the job row)."""
+    parts = [f"{p.get('conversation_id') or p.get('field') or 'request'}: {p['code']} ({clip(str(p['message']), 200)})"
+             for p in problems[:shown]]
+    rest = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return clip(f"selection blocked, {len(problems)} problem(s): " + "; ".join(parts) + rest, MAX_BLOCKED_CHARS)

@@ -20,15 +20,23 @@ class LocalImport(UseCase):
                 raise InvalidRequest(f"batch id {batch_id!r} is not a UUID")
             batch_id = str(uuid.UUID(str(batch_id)))
         imported, refused = [], []
+        limits = self.settings.enriched_limits
         for path in paths:
             try:
+                size = Path(path).stat().st_size
+                if size > limits.max_bytes:  # refused without reading it
+                    refused.append({"file": str(path), "problems": [{
+                        "code": "file_too_large", "field": None, "severity": "error",
+                        "message": f"the file is {size} bytes; the limit is {limits.max_bytes} bytes per enriched "
+                                   "file (LORAFILES_MAX_ENRICHED_BYTES)"}]})
+                    continue
                 blob = Path(path).read_bytes()
             except OSError as exc:  # a directory named *.json, no permission, vanished meanwhile
                 refused.append({"file": str(path), "problems": [{
                     "code": "unreadable", "field": None, "severity": "error",
                     "message": f"cannot read the file: {exc.strerror or exc}"}]})
                 continue
-            parsed = parse_enriched(blob, source=str(path))
+            parsed = parse_enriched(blob, source=str(path), limits=limits)
             if not parsed.ok:
                 refused.append({"file": str(path), "problems": [e.model_dump() for e in parsed.report.errors]})
                 continue

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from ..db.repository import Repository
 from ..domain.exports import TrainingPolicy
 from ..domain.idempotency import canonical_request, fingerprint_of, request_differences
+from ..domain.bounds import plan_batches
 from ..domain.rules import normalize_name
 from ..errors import FileBusy, IdempotencyKeyReused, InvalidRequest, JobStateError, NotFound, SelectionBlocked
 from ..storage import get_many
@@ -121,10 +122,10 @@ class JobStarting(UseCase):
 
         total_batches counts the requested conversations; create-file adds the members it must
         re-render (a changed policy) once it holds the file's lock."""
-        batch = max(1, self.settings.batch_size)
+        batch, batches = plan_batches(len(ids), self.settings.batch_size)  # at most MAX_BATCHES Map iterations
         policy = policy or self.settings.default_policy()
         job = {"owner_id": owner_id, "file_id": file_id, "kind": kind, "file_name": name, "description": description,
-               "requested_ids": ids, "batch_size": batch, "total_batches": (len(ids) + batch - 1) // batch,
+               "requested_ids": ids, "batch_size": batch, "total_batches": batches,
                "idempotency_key": key, "created_at": self.clock(), "request": request,
                "request_fingerprint": fingerprint_of(request), "policy": policy.model_dump(mode="json")}
         try:

@@ -4,7 +4,6 @@ fault-free result."""
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -15,9 +14,11 @@ import psycopg
 
 import orjson
 
+from ..cleanup import leftover_objects, scratch_dir
 from ..config import Settings
 from ..db.repository import FRAGMENT_COLUMNS, ITEM_COLUMNS, Repository
 from ..domain import bundle
+from ..domain.bounds import cap_error, clip, invalid_message, plan_batches, unstorable_columns
 from ..domain.enriched import parse_enriched
 from ..domain.exports import ExportAccumulator, MemberExports, TrainingPolicy, build_member_exports
 from ..domain.problems import ConversationReport
@@ -94,11 +95,11 @@ class PipelineSteps(UseCase):
                 digest = job_policy(job, f, self.settings).digest()
                 requested = set(job["requested_ids"])
                 rerender = [c for c in repo.members_rendered_otherwise(str(f["id"]), digest) if c not in requested]
-                work = len(job["requested_ids"]) + len(rerender)
+                size, batches = plan_batches(len(job["requested_ids"]) + len(rerender), job["batch_size"])
                 job = repo.update_job(job_id, base_version=f["current_version"], rerender_ids=rerender,
-                                      total_batches=(work + job["batch_size"] - 1) // job["batch_size"])
+                                      batch_size=size, total_batches=batches)
         return {"job_id": job_id, "file_id": str(job["file_id"]),
-                "batches": [{"job_id": job_id, "batch_index": i} for i in range(job["total_batches"])],
+                "batches": list(range(job["total_batches"])),  # numbers: the Map input stays small
                 "max_concurrency": max(1, self.settings.map_concurrency)}
 
     def append_batch(self, job_id: str, batch_index: int) -> dict[str, Any]:
@@ -145,9 +146,7 @@ class PipelineSteps(UseCase):
             if item is not None:
                 items.append(item)
         if reports:
-            bad = ", ".join(f"{r.conversation_id} ({'; '.join(e.message for e in r.errors)})" for r in reports)
-            raise ConversationsInvalid(f"{len(reports)} conversation(s) cannot be used: {bad}",
-                                       details=[r.model_dump() for r in reports])
+            raise ConversationsInvalid(invalid_message(reports), details=[r.model_dump() for r in reports])
         # fragments first: the database never points at an object that is not there
         put_many(self.store, OUTPUT_BUCKET, {k: v for i in items for k, v in i.pop("_objects").items()},
                  max_workers=self.settings.read_concurrency)
@@ -192,7 +191,8 @@ class PipelineSteps(UseCase):
             return None
         if isinstance(blob, Exception):
             raise TransientError(f"reading {INPUT_BUCKET}/{path} for {cid} failed: {blob}")
-        parsed = parse_enriched(blob, source=f"{INPUT_BUCKET}/{path}", conversation_id=cid)
+        parsed = parse_enriched(blob, source=f"{INPUT_BUCKET}/{path}", conversation_id=cid,
+                                limits=self.settings.enriched_limits)
         if not parsed.ok:
             reports.append(parsed.report)
             return None
@@ -223,6 +223,11 @@ class PipelineSteps(UseCase):
             "_objects": {},
         }
         item["_objects"] = {item["json_fragment_key"]: json_fragment, item["jsonl_fragment_key"]: jsonl_fragment}
+        for column, why in unstorable_columns(item):  # a last guard before anything is written
+            parsed.report.error("unstorable_text", f"the value staged as {column} {why}", column)
+        if not parsed.report.ok:
+            reports.append(parsed.report)
+            return None
         return _with_exports(item, base, exports, policy)
 
     def _rerender_item(self, job: dict[str, Any], member: dict[str, Any], fragment: bytes | Exception,
@@ -286,7 +291,7 @@ class PipelineSteps(UseCase):
             scaffolding_distribution=acc.scaffolding_distribution(),
             consultant_profile=f["consultant_profile"] or first.get("consultant_profile") or {},
         )
-        with tempfile.TemporaryDirectory(prefix="lorafiles-") as tmp:
+        with scratch_dir() as tmp:
             writer = VersionWriter(Path(tmp), file_id=file_id, version=version, header=header, policy=policy,
                                    model=model, export_figures=figures_x, source_warnings=warnings)
             with self.db.connection() as conn, ThreadPoolExecutor(max_workers=8) as pool:
@@ -352,21 +357,25 @@ class PipelineSteps(UseCase):
                 if job["base_version"] is not None and f["current_version"] <= job["base_version"]:
                     garbage += [artifact_key(str(job["owner_id"]), file_id, job["base_version"] + 1, name)
                                 for name in ARTIFACTS]
-            if f is not None and job["kind"] == "create" and f["current_version"] == 0:
+            deleted = f is not None and job["kind"] == "create" and f["current_version"] == 0
+            garbage += leftover_objects(self.store, OUTPUT_BUCKET, repo, job, f, file_deleted=deleted)
+            if deleted:
                 repo.update_job(job_id, file_id=None)
                 repo.delete_file(file_id)
-            recorded = job["error"] or error_from_state_machine(error)
+            recorded = job["error"] or cap_error(error_from_state_machine(error))
             repo.update_job(job_id, status="failed", step="compensated", error=recorded,
                             finished_at=datetime.now(timezone.utc))
-        for key in garbage:
+        for key in dict.fromkeys(garbage):
             self.store.delete(OUTPUT_BUCKET, key)
-        return {"job_id": job_id, "compensated": True, "error": recorded}
+        # a task result: the code and message only (the details are on the job row)
+        return {"job_id": job_id, "compensated": True,
+                "error": {"code": recorded["code"], "message": clip(recorded["message"] or "", 500)}}
 
     def record_failure(self, job_id: str, exc: LorafilesError) -> None:
         """Keep a step's domain error (with its per-conversation details) on the job. The first error
         is the cause; a later one (an in-flight batch finding its job already failed) is not."""
         with self.db.connection() as conn:
-            Repository(conn).record_first_error(job_id, exc.as_dict())
+            Repository(conn).record_first_error(job_id, cap_error(exc.as_dict()))  # bounded, storable
 
     def _open_job(self, repo: Repository, job_id: str, *, step: str) -> dict[str, Any]:
         job = repo.job(job_id, lock=True)
@@ -390,4 +399,4 @@ def error_from_state_machine(error: dict[str, Any] | None) -> dict[str, Any]:
         message = decoded.get("errorMessage") or cause
     except (orjson.JSONDecodeError, AttributeError):
         message = cause or name
-    return {"code": name, "message": message, "details": None}
+    return {"code": clip(str(name), 200), "message": clip(str(message), 2_000), "details": None}

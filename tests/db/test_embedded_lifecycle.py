@@ -1,0 +1,68 @@
+"""Issue 9 item 6: the embedded PostgreSQL stops when its last user exits, even after an earlier
+user was killed (its stale pid record is pruned instead of keeping the server up forever)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+USER = """
+import sys, time
+from pathlib import Path
+from lorafiles.db.connect import embedded_server
+import psycopg
+with embedded_server(Path(sys.argv[1])) as url:
+    with psycopg.connect(url) as conn:
+        conn.execute("select 1")
+    print("ready", flush=True)
+    if sys.argv[2] == "hold":
+        time.sleep(600)
+"""
+
+
+def _postmaster(pgdata: Path) -> psutil.Process | None:
+    pidfile = pgdata / "postmaster.pid"
+    if not pidfile.exists():
+        return None
+    try:
+        proc = psutil.Process(int(pidfile.read_text().splitlines()[0]))
+    except (psutil.NoSuchProcess, ValueError, IndexError):
+        return None
+    return proc if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE else None
+
+
+def _wait_gone(pgdata: Path, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _postmaster(pgdata) is None:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_last_user_stops_the_server_even_after_a_killed_user(tmp_path: Path):
+    pgdata = tmp_path / "pgdata"
+    killed = subprocess.Popen([sys.executable, "-c", USER, str(pgdata), "hold"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert killed.stdout.readline().strip() == "ready"
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(30)
+        assert _postmaster(pgdata) is not None  # a SIGKILL runs no exit handler: the server is still up
+        assert killed.pid in json.loads((pgdata / ".handle_pids.json").read_text())
+
+        last = subprocess.run([sys.executable, "-c", USER, str(pgdata), "exit"], capture_output=True, text=True,
+                              timeout=120)
+        assert last.returncode == 0, last.stderr
+        assert _wait_gone(pgdata), "the last user exited but the server is still running"
+        assert json.loads((pgdata / ".handle_pids.json").read_text()) == []
+    finally:
+        proc = _postmaster(pgdata)
+        if proc is not None:  # never leave a server behind, whatever failed above
+            os.kill(proc.pid, signal.SIGINT)
+            _wait_gone(pgdata)
