@@ -100,7 +100,7 @@ export function mountConversations(root, app) {
     h("thead", {}, h("tr", {},
       h("th", { scope: "col", class: "pick" }, selectAll,
         h("label", { for: "select-page", class: "visually-hidden" }, "Select every eligible conversation on this page")),
-      ["Conversation", "Batch", "Persona", "Emotional arc", "Topic", "Status", "Quality", "Turns", "Selectable?", "In files"]
+      ["Conversation", "Batch", "Persona · arc · topic", "Quality · turns", "Selectable?", "In files"]
         .map((t) => h("th", { scope: "col" }, t)))),
     tbody);
   const prev = h("button", { type: "button", id: "prev-page", onclick: () => turn(-1) }, "Previous page");
@@ -278,7 +278,7 @@ export function mountConversations(root, app) {
       const label = c.conversation_name || id;
       const problems = blocked.get(id) || [];
       const why = c.eligible
-        ? h("span", { class: "ok" }, "Yes")
+        ? h("span", { class: "ok" }, "Yes", h("span", { class: "help" }, ` (${c.enrichment_status})`))
         : h("span", { class: "no" }, "No: ", c.ineligible_reason || "not eligible");
       return h("tr", { class: [picked && "picked", problems.length && "blocked"], "data-conversation-id": id },
         h("td", { class: "pick" }, box, h("label", { for: `pick-${id}`, class: "visually-hidden" }, `Select ${label}`)),
@@ -286,12 +286,11 @@ export function mountConversations(root, app) {
           ? [h("span", { class: "name" }, c.conversation_name), h("br"), h("code", { class: "id" }, id)]
           : h("code", { class: "id only" }, id)),
         h("td", { "data-label": "Batch" }, c.batch_id ? h("code", { title: c.batch_id }, fmt.short(c.batch_id)) : "–"),
-        h("td", { "data-label": "Persona" }, c.persona_key || "–"),
-        h("td", { "data-label": "Emotional arc" }, c.emotional_arc_key || "–"),
-        h("td", { "data-label": "Topic" }, c.topic_key || "–"),
-        h("td", { "data-label": "Status" }, c.enrichment_status || "–"),
-        h("td", { "data-label": "Quality" }, fmt.num(c.quality_score, 1)),
-        h("td", { "data-label": "Turns" }, fmt.int(c.turn_count)),
+        h("td", { "data-label": "Persona · arc · topic", class: "scaffold" },
+          h("span", { title: "persona" }, c.persona_key || "–"), h("br"),
+          h("span", { title: "emotional arc" }, c.emotional_arc_key || "–"), h("br"),
+          h("span", { title: "topic" }, c.topic_key || "–")),
+        h("td", { "data-label": "Quality · turns" }, `${fmt.num(c.quality_score, 1)} · ${fmt.int(c.turn_count)}`),
         h("td", { "data-label": "Selectable?", id: `why-${id}`, class: "why" }, why,
           problems.map((p) => h("span", { class: "blocking" }, h("br"), `Blocked: ${p.code}: ${p.message}`))),
         h("td", { "data-label": "In files" }, c.training_file_ids.length
