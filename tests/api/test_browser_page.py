@@ -129,9 +129,25 @@ class Browser:
         scroll, inner = self.js("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
         assert scroll <= inner, f"the page is {scroll}px wide in a {inner}px viewport at {self.width}px"
 
+    def unlabelled(self) -> list[str]:
+        """Controls a screen reader could not name (every one needs a label or an aria-label)."""
+        return self.js("""
+            const bad = [];
+            for (const el of document.querySelectorAll("input, select, textarea")) {
+              if (!(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !el.getAttribute("aria-labelledby"))
+                bad.push(el.id || el.outerHTML.slice(0, 80));
+            }
+            for (const el of document.querySelectorAll("button, a[href], [role=region]")) {
+              if (!el.getAttribute("aria-label") && !el.getAttribute("aria-labelledby") && !el.textContent.trim())
+                bad.push(el.id || el.outerHTML.slice(0, 80));
+            }
+            return bad;""")
+
     def shot(self, view: str) -> Path:
-        """A full-page screenshot of the current view at the current width."""
+        """A full-page screenshot of the current view at the current width (checked first: nothing
+        wider than the window, every control labelled)."""
         self.no_horizontal_overflow()
+        assert not self.unlabelled(), self.unlabelled()
         width = self.width
         height = min(12000, self.js("return document.documentElement.scrollHeight") + 40)
         self.driver.set_window_size(width, max(900, height))
@@ -284,8 +300,12 @@ def test_the_page_end_to_end_in_headless_chromium(api: Api, db_url: str, gate: A
     b.click_id("nav-conversations")
     b.wait(lambda: "17 conversations match" in b.text("#conv-summary"), "the batch filter kept")
     assert Select(b.by_id("target")).first_selected_option.get_attribute("value") == file_id  # the new file
-    for cid in more:
-        b.pick(cid)
+    for cid in more:  # with the keyboard this time: focus the box, press space; the focus stays on it
+        box = b.by_id(f"pick-{cid}")
+        b.js("arguments[0].scrollIntoView({block: 'center'})", box)
+        box.send_keys(Keys.SPACE)
+        b.wait(lambda: b.js("return document.activeElement.id") == f"pick-{cid}" and b.by_id(f"pick-{cid}").is_selected(),
+               "the ticked box, still focused after the rows re-rendered")
     b.wait(lambda: "Ready: 5 conversations can go into" in b.text("#validation"), "ready to add 5")
     assert b.text("#submit-job") == f"Add to “{FILE_NAME}”"
     b.shot("conversations")
@@ -354,3 +374,27 @@ def test_cors_as_the_browser_enforces_it(api: Api, browser: Browser) -> None:
     b.driver.get(f"http://localhost:{port}/openapi.json")  # the same server under another origin: not allowed
     refused = b.driver.execute_async_script(script, f"http://127.0.0.1:{port}/training-files", token)
     assert refused == "refused TypeError"
+
+
+def test_the_selection_stops_at_80(api: Api, browser: Browser) -> None:
+    b = browser
+    api.seed(OWNER_A, count=83)
+    api.server.dev_token = api.token(OWNER_A)
+    b.go("#/conversations")
+    b.click_id("use-dev-token")
+    b.wait(lambda: "83 conversations match" in b.text("#conv-summary"), "83 conversations")
+    Select(b.by_id("limit")).select_by_value("100")
+    b.click_id("apply-filters")
+    b.wait(lambda: len(b.els("#conv-rows tr")) == 83, "one page of 83")
+    b.click(b.by_id("select-page"))  # every eligible conversation of the page: as many as allowed
+    b.wait(lambda: b.text("#selection-count").startswith("80 of 80 selected (the limit"), "the counter at the limit")
+    boxes = "return [...document.querySelectorAll('input.pick-box')].map((e) => [e.checked, e.disabled])"
+    free = [disabled for checked, disabled in b.js(boxes) if not checked]
+    assert free == [True, True, True]  # the other three cannot be ticked
+    b.js("document.querySelector('input.pick-box:not(:checked)').click()")  # not even by a script's click
+    assert b.text("#selection-count").startswith("80 of 80")
+    b.by_id("file-name").send_keys("Eighty")
+    b.wait(lambda: "Ready: 80 conversations" in b.text("#validation"), "80 validated")
+    b.pick(b.js("return document.querySelector('input.pick-box:checked').dataset.conversationId"))  # one out
+    b.wait(lambda: b.text("#selection-count").startswith("79 of 80"), "79")
+    assert not any(disabled for _, disabled in b.js(boxes))  # the others can be ticked again
