@@ -398,3 +398,28 @@ def test_the_selection_stops_at_80(api: Api, browser: Browser) -> None:
     b.pick(b.js("return document.querySelector('input.pick-box:checked').dataset.conversationId"))  # one out
     b.wait(lambda: b.text("#selection-count").startswith("79 of 80"), "79")
     assert not any(disabled for _, disabled in b.js(boxes))  # the others can be ticked again
+
+
+def test_a_failed_job_shows_its_reasons_per_conversation(api: Api, browser: Browser) -> None:
+    """The selection passes validation, then one enriched file is gone from storage: the job fails,
+    the page shows the error and the reason of that conversation, and the file does not exist."""
+    from lorafiles.usecases.common import INPUT_BUCKET
+
+    b = browser
+    ids = api.seed(OWNER_A, count=3)
+    path = api.sql("select enriched_file_path from conversations where conversation_id = %s", (ids[1],))[0]
+    api.service.store.delete(INPUT_BUCKET, path["enriched_file_path"])
+    api.server.dev_token = api.token(OWNER_A)
+    b.go("#/conversations")
+    b.click_id("use-dev-token")
+    b.wait(lambda: "3 conversations match" in b.text("#conv-summary"), "3 conversations")
+    b.click(b.by_id("select-page"))
+    b.by_id("file-name").send_keys("Doomed")
+    b.wait(lambda: "Ready: 3 conversations" in b.text("#validation"), "validated")
+    b.click_id("submit-job")
+    failed = b.wait(lambda: b.el("#job-failed"), "the failed job")
+    assert b.by_id("job").get_attribute("data-status") == "failed"
+    assert "conversations_invalid" in failed.text and ids[1] in failed.text
+    assert "left as it was" in failed.text
+    assert api.sql("select count(*) as n from lora_training_files")[0]["n"] == 0
+    assert b.text("#selection-count").startswith("3 of 80")  # kept, to fix and retry

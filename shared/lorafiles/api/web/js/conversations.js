@@ -502,6 +502,7 @@ export function mountConversations(root, app) {
       state.job = { id: accepted.job_id, kind: accepted.kind, status: accepted.status, file_id: accepted.file_id,
         progress: { batches_done: 0, batches_total: 0, conversations: ids.length } };
       state.jobError = null;
+      replace(validation, h("p", { class: "help" }, "Submitted: the job is below."));
       renderJob();
       pollJob();
     } catch (err) {
