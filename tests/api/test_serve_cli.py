@@ -20,7 +20,8 @@ def test_lorafiles_serve_prints_a_working_dev_token(db_url: str, tmp_path: Path)
     env = {**os.environ, "DATABASE_URL": db_url, "LORAFILES_HOME": str(tmp_path / "home"),
            "PYTHONUNBUFFERED": "1"}
     for name in ("LORAFILES_SUPABASE_JWT_SECRET", "LORAFILES_JWT_ISSUER", "LORAFILES_SUPABASE_JWKS",
-                 "LORAFILES_SUPABASE_JWKS_URL", "LORAFILES_STORAGE", "LORAFILES_STORAGE_ROOT"):
+                 "LORAFILES_SUPABASE_JWKS_URL", "LORAFILES_STORAGE", "LORAFILES_STORAGE_ROOT",
+                 "LORAFILES_CORS_ALLOWED_ORIGINS"):
         env.pop(name, None)
     cli = Path(sys.executable).with_name("lorafiles")
     proc = subprocess.Popen([str(cli), "serve", "--port", "0", "--sample-conversations", "2"], env=env,
@@ -45,14 +46,20 @@ def test_lorafiles_serve_prints_a_working_dev_token(db_url: str, tmp_path: Path)
         assert http_request(f"{base}/docs").status == 200
         # the dev secret is kept in LORAFILES_HOME, so the token survives a restart
         assert (tmp_path / "home" / "dev-jwt-secret").is_file()
-        # CORS preflight, as API Gateway answers it
+        # CORS: by default the server's own origin only (LORAFILES_CORS_ALLOWED_ORIGINS unset)
         pre = http_request(f"{base}/training-files", "OPTIONS", headers={
-            "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"})
+            "Origin": base, "Access-Control-Request-Method": "POST"})
         assert pre.status == 204 and "Idempotency-Key" in pre.headers["access-control-allow-headers"]
-        got = http_request(f"{base}/training-files", headers={"Authorization": f"Bearer {token}",
-                                                              "Origin": "http://localhost:3000"})
-        assert got.status == 200 and got.headers["access-control-allow-origin"] == "*"
+        assert pre.headers["access-control-allow-origin"] == base
+        other = http_request(f"{base}/training-files", "OPTIONS", headers={
+            "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"})
+        assert other.status == 403 and "access-control-allow-origin" not in other.headers
+        got = http_request(f"{base}/training-files", headers={"Authorization": f"Bearer {token}", "Origin": base})
+        assert got.status == 200 and got.headers["access-control-allow-origin"] == base
         assert json.loads(got.body) == {"items": [], "total": 0, "limit": 50, "offset": 0, "next_cursor": None}
+        # the page, and its local config offering this very token (to a loopback caller)
+        assert http_request(f"{base}/").status == 200
+        assert json.loads(http_request(f"{base}/local/config.json").body)["dev_token"] == token
         claims = jwt.decode(token, options={"verify_signature": False})
         assert claims["sub"] == LOCAL_OWNER and claims["aud"] == "authenticated"  # default --owner
     finally:

@@ -6,5 +6,7 @@ errors.py        error bodies and the API's own errors (401, 403, 404 route, 415
 models.py        pydantic request/response models (the OpenAPI schemas)
 local_server.py  `lorafiles serve`: the same resolver behind a stdlib HTTP server
 signing.py       HMAC-signed download URLs of the local server
+cors.py          allowed browser origins (Powertools CORSConfig; LORAFILES_CORS_ALLOWED_ORIGINS)
+web/             the training-files page served by the local server at / (static ES modules)
 openapi.py       docs/openapi.json (write / check)
 """

@@ -23,6 +23,7 @@ from ..observability import logger
 from ..runtime import get_service
 from . import errors as api_errors
 from .auth import get_verifier
+from .cors import cors, is_preflight
 from .models import (AddConversationsRequest, ArtifactFormat, ConversationPage, CreateTrainingFileRequest, DownloadLink,
                      ErrorResponse, JobAccepted, JobStatus, SelectionReport, Text, TrainingFileDetail,
                      TrainingFileList, ValidateSelectionRequest)
@@ -37,7 +38,7 @@ TAGS = [
     Tag(name="conversations", description="My conversations with their eligibility (conversations page)."),
 ]
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = APIGatewayHttpResolver(enable_validation=True, cors=cors)  # origins: api/cors.py
 app.configure_openapi(
     title=TITLE, version=API_VERSION,
     description=("HTTP API of lorafiles for the web frontend. Every operation needs "
@@ -55,6 +56,8 @@ class _AuthenticateFirst(BaseMiddlewareHandler):
     """Runs before Powertools validates the request (it wraps the resolver's request validation
     middleware, which Powertools always runs first; tests/api/test_auth.py checks the order):
 
+    0. a CORS preflight carries no token: from an allowed origin it goes on to Powertools' answer
+       (204 + Access-Control-Allow-*), from another it is 403 origin_not_allowed (api/cors.py);
     1. authentication (api/auth.py), so that a caller without a valid token gets 401 and learns
        nothing about the request shape; the owner goes into the resolver's context;
     2. the body must be JSON: another content type is 415, undecodable bytes 422 (not a 500).
@@ -65,6 +68,10 @@ class _AuthenticateFirst(BaseMiddlewareHandler):
 
     def handler(self, app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
         event = app.current_event
+        if is_preflight(event.http_method, event.headers):
+            if not cors.allows(event.headers.get("origin")):
+                raise api_errors.OriginNotAllowed("this origin may not call the API (LORAFILES_CORS_ALLOWED_ORIGINS)")
+            return next_middleware(app)
         if app.context["_route"].path not in PUBLIC_PATHS:
             principal = get_verifier().authenticate(event.headers.get("authorization"))
             app.append_context(owner_id=principal.owner_id)

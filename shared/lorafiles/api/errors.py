@@ -28,6 +28,12 @@ class DownloadInvalid(LorafilesError):
     code, status = "download_invalid", 403
 
 
+class OriginNotAllowed(LorafilesError):
+    """A CORS preflight from an origin that is not configured (api/cors.py)."""
+
+    code, status = "origin_not_allowed", 403
+
+
 class RouteNotFound(LorafilesError):
     code, status = "route_not_found", 404
 

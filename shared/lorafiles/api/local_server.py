@@ -5,9 +5,12 @@ function itself (functions/api/handler.py, i.e. the resolver of lorafiles.api.ap
 Powertools logger/tracer/metrics around it), so the local server exposes exactly the Lambda
 routes, auth and errors. On top, like the AWS pieces around the function, it:
 
-* answers CORS preflights (API Gateway's `httpApi.cors` in serverless.yml does it in AWS);
+* sets the resolver's CORS origins (api/cors.py): `LORAFILES_CORS_ALLOWED_ORIGINS`, else its own
+  origin; preflights go to the resolver like every other request;
 * serves the signed download URLs it hands out, `GET /downloads/<token>` (S3/Supabase Storage
-  do it in AWS): HMAC-SHA256 signed with an expiry, `Content-Disposition: attachment`.
+  do it in AWS): HMAC-SHA256 signed with an expiry, `Content-Disposition: attachment`;
+* serves the training-files page at `/` (lorafiles/api/web/, static files that call the API
+  above) and, to loopback callers only, `GET /local/config.json` offering its dev token.
 
 Jobs started through the API run in the local Step Functions runner (moto) of `open_context`.
 """
@@ -34,17 +37,13 @@ from ..ports import ObjectNotFound
 from ..storage.content_types import resolve_content_type
 from ..runtime import use_service
 from ..storage.local import LocalObjectStore
+from . import web
 from .auth import AuthConfig, TokenVerifier, make_token, use_verifier
+from .cors import cors, origins_from_env
 from .errors import error_body
 from .signing import PREFIX, UrlSigner, dev_jwt_secret, signing_secret
 
 LOCAL_ISSUER = "http://127.0.0.1:54321/auth/v1"  # what `supabase start` (Supabase CLI) issues
-CORS = {  # mirrors provider.httpApi.cors in serverless.yml
-    "allow_headers": "Authorization, Content-Type, Idempotency-Key, X-Request-Id",
-    "allow_methods": "GET, POST, OPTIONS",
-    "expose_headers": "Location, X-Request-Id",
-    "max_age": "3600",
-}
 CHUNK = 1 << 20
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
 
@@ -111,17 +110,21 @@ class LocalApiServer:
     auth.use_verifier), and gives a local store a `url_signer` pointing at this server."""
 
     def __init__(self, service: Any, *, verifier: TokenVerifier, signing_key: bytes, host: str = "127.0.0.1",
-                 port: int = 8787, quiet: bool = False, cors_origin: str | None = "*") -> None:
+                 port: int = 8787, quiet: bool = False, cors_origins: list[str] | None = None,
+                 dev_token: str | None = None) -> None:
         from ..pipeline.local import load_handler
 
         self.handler = load_handler("api")  # functions/api/handler.py, as deployed
-        self.service, self.verifier, self.quiet, self.cors_origin = service, verifier, quiet, cors_origin
+        self.service, self.verifier, self.quiet = service, verifier, quiet
+        self.dev_token = dev_token  # offered to the page on loopback (web.local_config); None: not offered
         self.httpd = ThreadingHTTPServer((host, port), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.api = self  # type: ignore[attr-defined]
         bound_host, bound_port = self.httpd.server_address[:2]
         self.base_url = f"http://{bound_host}:{bound_port}"
         self.signer = UrlSigner(signing_key, self.base_url)
+        self.cors_origins = cors_origins or origins_from_env() or [self.base_url]
+        cors.set(self.cors_origins)
         if isinstance(service.store, LocalObjectStore):  # signed URLs that point at this server
             service.store = LocalObjectStore(service.store.root, url_signer=self.signer)
         self._resolve_lock = threading.Lock()  # one resolver instance: it keeps per-request state (like a
@@ -145,6 +148,7 @@ class LocalApiServer:
         if self._thread is not None:
             self._thread.join(timeout=10)
         use_verifier(None)
+        cors.set(origins_from_env() or ())
 
     def __enter__(self) -> "LocalApiServer":
         return self.start()
@@ -174,18 +178,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     # every method goes to the resolver, which answers 404/405 like in AWS
     def do_GET(self) -> None:  # noqa: N802
-        if urlsplit(self.path).path.startswith(PREFIX):
+        path = urlsplit(self.path).path
+        if path.startswith(PREFIX):
             self._download()
+        elif web.is_page_path(path):
+            self._page(path)
         else:
             self._api()
 
-    def do_OPTIONS(self) -> None:  # noqa: N802
-        if self.api.cors_origin and self.headers.get("Access-Control-Request-Method"):
-            self._send(204, b"", {"Access-Control-Allow-Headers": CORS["allow_headers"],
-                                  "Access-Control-Allow-Methods": CORS["allow_methods"],
-                                  "Access-Control-Max-Age": CORS["max_age"]})
-        else:
-            self._api()
+    def _page(self, path: str) -> None:
+        """The training-files page (static) and its local config: no token, never the resolver."""
+        if path == web.CONFIG_PATH:
+            config = web.local_config(self.api.dev_token, client_ip=self.client_address[0],
+                                      host=self.headers.get("Host"), server_url=self.api.base_url)
+            self._send(200, orjson.dumps(config), {"Content-Type": "application/json", **web.HEADERS})
+            return
+        found = web.static_file(path)
+        if found is None:
+            self._json(404, error_body("route_not_found", f"no page file {path}"))
+            return
+        data, content_type = found
+        self._send(200, data, {"Content-Type": content_type, **web.HEADERS})
 
     def __getattr__(self, name: str) -> Any:
         # any other method (POST, HEAD, TRACE, ...) goes to the resolver too, as through API Gateway
@@ -272,6 +285,10 @@ class _Handler(BaseHTTPRequestHandler):
                            "Cache-Control": "private, no-store"}
                 if obj.download_name:
                     headers["Content-Disposition"] = content_disposition(obj.download_name)
+                origin = self.headers.get("Origin")
+                if cors.allows(origin):  # like a bucket's CORS rule: the page may fetch report.json
+                    headers["Access-Control-Allow-Origin"] = origin
+                    headers["Vary"] = "Origin"
                 self._send_head(200, size, headers)
                 while chunk := stream.read(CHUNK):
                     self.wfile.write(chunk)
@@ -290,10 +307,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, ", ".join(value) if isinstance(value, list) else str(value))
         for cookie in cookies:
             self.send_header("Set-Cookie", cookie)
-        origin = self.api.cors_origin
-        if origin and self.headers.get("Origin"):
-            self.send_header("Access-Control-Allow-Origin", origin)
-            self.send_header("Access-Control-Expose-Headers", CORS["expose_headers"])
         self.send_header("Content-Length", str(length))
         self.end_headers()
 
@@ -325,15 +338,16 @@ def serve(ctx: Any, *, host: str, port: int, jwt_secret: str | None, sample_conv
     verifier, secret, source = local_verifier(settings.home, jwt_secret)
     if sample_conversations:
         _import_samples(ctx, sample_conversations)
-    try:
-        server = LocalApiServer(ctx.service, verifier=verifier, signing_key=signing_secret(settings.home),
-                                host=host, port=port)
-    except (OSError, OverflowError) as exc:  # address in use, unknown host, port out of range
-        raise LorafilesError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
     token = make_token(secret, ctx.owner, issuer=verifier.config.issuer, audience=verifier.config.audience,
                        ttl=7 * 24 * 3600, email="dev@lorafiles.local")
+    try:
+        server = LocalApiServer(ctx.service, verifier=verifier, signing_key=signing_secret(settings.home),
+                                host=host, port=port, dev_token=token)
+    except (OSError, OverflowError) as exc:  # address in use, unknown host, port out of range
+        raise LorafilesError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
     print(f"lorafiles API on {server.base_url}  (Swagger UI {server.base_url}/docs, "
           f"OpenAPI {server.base_url}/openapi.json)\n"
+          f"training-files page: {server.base_url}/  (CORS origins: {', '.join(server.cors_origins)})\n"
           f"auth: HS256 secret from {source}; iss {verifier.config.issuer!r}; aud {verifier.config.audience!r}\n"
           f"dev token for owner {ctx.owner} (valid 7 days):\n"
           f"  export LORAFILES_TOKEN={token}\n"
