@@ -106,7 +106,7 @@ def test_valid_tokens_are_accepted(api: Api, alg: str) -> None:
 def test_audience_may_be_a_list(api: Api) -> None:
     token = make_jwt(api.keys, aud=["authenticated", "other"])
     reply = Client(api.base_url, token).get("/training-files")
-    assert reply.status == 200 and reply.json() == {"items": []}
+    assert reply.status == 200 and reply.json() == {"items": [], "total": 0, "limit": 50, "offset": 0, "next_cursor": None}
     # and the caller is the token's subject: a file it creates is listed as its own
     with api.service.db.connection() as conn:
         conn.execute("insert into lora_training_files (owner_id, name, target_model, status) "
