@@ -76,7 +76,7 @@ class UrlSigner:
 
 
 def _grantable(bucket: object, key: object) -> bool:
-    """A link can only name a training-file artifact (`training-files/<owner>/<file>/v<N>/training.json[l]`)."""
+    """A link can only name a training-file artifact (`training-files/<owner>/<file>/v<N>/<artifact>`, one of the ARTIFACTS)."""
     from ..usecases.common import OUTPUT_BUCKET, is_artifact_key
 
     return bucket == OUTPUT_BUCKET and is_artifact_key(key)

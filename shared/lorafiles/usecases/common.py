@@ -86,7 +86,8 @@ def artifact_key(owner_id: str, file_id: str, version: int, name: str) -> str:
 
 
 _UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-_ARTIFACT_KEY = re.compile(rf"{_UUID}/{_UUID}/v[1-9][0-9]{{0,9}}/(?:training\.json|training\.jsonl)")
+_ARTIFACT_KEY = re.compile(rf"{_UUID}/{_UUID}/v[1-9][0-9]{{0,9}}/"
+                           "(?:" + "|".join(re.escape(f) for f, _ in ARTIFACTS.values()) + ")")
 
 
 def is_artifact_key(key: object) -> bool:
