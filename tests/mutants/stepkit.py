@@ -76,8 +76,8 @@ class Kit:
         steps = self.service.steps
         steps.validate(job_id)
         out = steps.create_file(job_id)
-        for batch in out["batches"]:
-            steps.append_batch(job_id, batch["batch_index"])
+        for batch in out["batches"]:  # batch numbers (the Map input stays small)
+            steps.append_batch(job_id, batch)
         return out
 
     def run(self, job_id: str) -> dict[str, Any]:
