@@ -131,7 +131,7 @@ def test_the_map_iterates_over_batch_numbers_and_every_task_has_a_timeout():
     tasks["AppendBatch"] = amap["ItemProcessor"]["States"]["AppendBatch"]
     for name, task in tasks.items():
         function = task["Parameters"]["FunctionName"].rsplit("lorafiles-local-", 1)[1]
-        block = re.search(rf"^  {re.escape(function)}:\n((?:    .*\n)+)", serverless, re.M)
+        block = re.search(rf"^  {re.escape(function)}:[^\n]*\n((?:    .*\n)+)", serverless, re.M)
         assert block, function
         lambda_timeout = int(re.search(r"^    timeout: (\d+)", block.group(1), re.M).group(1))
         # the task gives up a little after the Lambda would have, so a lost invocation is caught

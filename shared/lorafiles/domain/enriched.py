@@ -229,8 +229,8 @@ def parse_enriched(data: bytes, *, source: str, conversation_id: str | None = No
     except ValidationError as exc:
         for err in exc.errors()[:MAX_ERRORS_PER_FILE]:
             report.error("wrong_shape", err["msg"], field=_loc(err["loc"]))
-        if exc.error_count() > MAX_ERRORS_PER_FILE:
-            report.error("wrong_shape", f"{exc.error_count() - MAX_ERRORS_PER_FILE} more shape errors not listed")
+        # the rest are counted, not listed: the report's own omitted-count (one mechanism for every cap)
+        report.errors_omitted += max(0, exc.error_count() - MAX_ERRORS_PER_FILE)
         return ParsedConversation(report=report, raw=raw)
 
     parsed = ParsedConversation(report=report, raw=raw, model=model)
