@@ -44,6 +44,13 @@ fi
 step "serverless package --stage $STAGE --param architecture=$ARCH (offline, dummy credentials)"
 [[ -f infra/state-machine.asl.json ]] || fail "infra/state-machine.asl.json is missing"
 rm -rf "$OUT"
+# `serverless package` empties .serverless (its default output) whatever --package says: keep the
+# default package of an earlier run when packaging elsewhere (the rehearsal compares the two).
+if [[ "$OUT" != ".serverless" && -d .serverless ]]; then
+  KEEP="$(mktemp -d "$ROOT/.serverless-keep.XXXXXX")"
+  mv .serverless "$KEEP/"
+  trap 'rm -rf .serverless; mv "$KEEP/.serverless" .serverless && rmdir "$KEEP"' EXIT
+fi
 # Serverless v3 never calls AWS during `package` here (no ${ssm:}/${cf:}/${aws:accountId}
 # variables); dummy credentials only keep the SDK's credential lookup quiet and make sure no
 # real profile is picked up. Telemetry/notifications are switched off: no network but PyPI.

@@ -294,8 +294,8 @@ def run_pipeline(world: World, job_id: str) -> dict[str, Any]:
     """The state machine's happy path, each task invoked with its ASL Parameters payload."""
     world.invoke("validate-selection", {"job_id": job_id})
     plan = world.invoke("create-file", {"job_id": job_id})
-    for batch in plan["batches"]:
-        world.invoke("append-batch", {"job_id": batch["job_id"], "batch_index": batch["batch_index"]})
+    for batch_index in plan["batches"]:  # the Map's ItemSelector: the job id and the item, a batch number
+        world.invoke("append-batch", {"job_id": job_id, "batch_index": batch_index})
     return world.invoke("generate-jsonl", {"job_id": job_id})
 
 
@@ -403,11 +403,55 @@ def test_a_failed_job_is_compensated(world: World):
     job_id = json.loads(reply["body"])["job_id"]
     world.invoke("validate-selection", {"job_id": job_id})
     plan = world.invoke("create-file", {"job_id": job_id})
-    world.invoke("append-batch", {"job_id": job_id, "batch_index": plan["batches"][0]["batch_index"]})
+    world.invoke("append-batch", {"job_id": job_id, "batch_index": plan["batches"][0]})
     error = {"Error": "States.Timeout", "Cause": "rehearsal: the generate step timed out"}
     result = world.invoke("compensate-job", {"job_id": job_id, "error": error})
     assert result["compensated"] is True
     assert not [k for k in _keys(world, "training-files") if f"/{plan['file_id']}/" in k]
+
+
+def test_an_execution_that_ends_uncompensated_is_compensated(world: World):
+    """The schedule asks Step Functions whether an active job's execution still runs (it does:
+    nothing reaped); the execution is then aborted, and the EventBridge "Execution Status Change"
+    event it sends makes execution-ended compensate the job."""
+    ids = _conversation_ids(world)
+    auth = {"authorization": f"Bearer {world.token()}"}
+    reply = world.invoke("api", http_v2("POST", "/training-files", body={"name": "Aborted", "conversation_ids": ids[:3]},
+                                        headers=auth))
+    assert reply["statusCode"] == 202, reply
+    job_id = json.loads(reply["body"])["job_id"]
+    world.invoke("validate-selection", {"job_id": job_id})
+    plan = world.invoke("create-file", {"job_id": job_id})
+    world.invoke("append-batch", {"job_id": job_id, "batch_index": plan["batches"][0]})
+    assert [k for k in _keys(world, "training-files") if f"/{plan['file_id']}/" in k]  # staged fragments
+
+    counts = world.invoke("scheduled-maintenance", schedule_event())
+    assert any(c["operation"] == "DescribeExecution" for c in world.calls["scheduled-maintenance"])
+    with world.service.db.connection() as conn:
+        job = conn.execute("select status, execution_arn from lora_training_jobs where id = %s", (job_id,)).fetchone()
+    assert job["status"] == "running", counts  # its execution still runs: not reaped
+
+    sfn = client("stepfunctions", world.endpoint)
+    sfn.stop_execution(executionArn=job["execution_arn"], error="States.Aborted", cause="rehearsal: aborted by hand")
+    desc = sfn.describe_execution(executionArn=job["execution_arn"])
+    assert desc["status"] == "ABORTED"
+    event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Step Functions Execution Status Change",
+             "source": "aws.states", "account": ACCOUNT, "time": "2026-12-02T10:20:00Z", "region": REGION,
+             "resources": [job["execution_arn"]],
+             "detail": {"executionArn": job["execution_arn"], "stateMachineArn": world.state_machine_arn,
+                        "name": desc["name"], "status": "ABORTED", "startDate": 1796205600000,
+                        "stopDate": 1796206800000, "input": desc.get("input"), "output": None,
+                        "inputDetails": {"included": True}, "outputDetails": None, "error": "States.Aborted",
+                        "cause": "rehearsal: aborted by hand"}}
+    result = world.invoke("execution-ended", event)
+    assert (result["action"], result["job_id"]) == ("compensated", job_id), result
+    with world.service.db.connection() as conn:
+        job = conn.execute("select status from lora_training_jobs where id = %s", (job_id,)).fetchone()
+        gone = conn.execute("select count(*) as n from lora_training_files where id = %s", (plan["file_id"],)).fetchone()
+    assert job["status"] == "failed" and gone["n"] == 0
+    assert not [k for k in _keys(world, "training-files") if f"/{plan['file_id']}/" in k]
+    # the same event delivered again (EventBridge retries): nothing more happens
+    assert world.invoke("execution-ended", event)["action"] != "compensated"
 
 
 def _keys(world: World, bucket: str) -> list[str]:
@@ -423,6 +467,7 @@ ACTIONS = {
     ("s3", "AbortMultipartUpload"): "s3:AbortMultipartUpload", ("s3", "DeleteObject"): "s3:DeleteObject",
     ("s3", "ListObjectsV2"): "s3:ListBucket", ("ssm", "GetParameter"): "ssm:GetParameter",
     ("stepfunctions", "StartExecution"): "states:StartExecution", ("stepfunctions", "StopExecution"): "states:StopExecution",
+    ("stepfunctions", "DescribeExecution"): "states:DescribeExecution",
     ("secretsmanager", "GetSecretValue"): "secretsmanager:GetSecretValue",
 }
 # Granted but not exercised by the rehearsal, each for a path it does not take.
