@@ -17,7 +17,7 @@ from typing import Callable
 from .config import Settings
 from .db.connect import Database
 from .ports import ObjectStore
-from .usecases.common import (FORMATS, INPUT_BUCKET, OUTPUT_BUCKET, Context, JobStarter, artifact_key,
+from .usecases.common import (FORMATS, INPUT_BUCKET, OUTPUT_BUCKET, Context, JobStarter, UseCase, artifact_key,
                               execution_name, source_file_of)
 from .usecases.importing import LocalImport
 from .usecases.jobs import JobStarting
@@ -28,33 +28,20 @@ __all__ = ["TrainingFileService", "FORMATS", "INPUT_BUCKET", "OUTPUT_BUCKET", "J
            "execution_name", "source_file_of"]
 
 
-class TrainingFileService:
+class TrainingFileService(UseCase):
+    """The use cases wired over one `Context`; its ports (db, store, settings, starter) are read
+    from that context like every use case's (`UseCase`)."""
+
     def __init__(self, db: Database, store: ObjectStore, settings: Settings | None = None,
                  starter: JobStarter | None = None, clock: Callable[[], datetime] | None = None) -> None:
-        self.ctx = Context(db=db, store=store, settings=settings or Settings(), starter=starter,
-                           clock=clock or (lambda: datetime.now(timezone.utc)))
+        super().__init__(Context(db=db, store=store, settings=settings or Settings(), starter=starter,
+                                 clock=clock or (lambda: datetime.now(timezone.utc))))
         self.jobs = JobStarting(self.ctx)
         self.steps = PipelineSteps(self.ctx)
         self.reading = Reading(self.ctx)
         self.importing = LocalImport(self.ctx)
 
-    # the ports, shared by every use case (the local server swaps the store for a signing one)
-    @property
-    def db(self) -> Database:
-        return self.ctx.db
-
-    @property
-    def store(self) -> ObjectStore:
-        return self.ctx.store
-
-    @store.setter
+    # the local server swaps the store for a signing one: every use case sees the new store
+    @UseCase.store.setter
     def store(self, store: ObjectStore) -> None:
         self.ctx.store = store
-
-    @property
-    def settings(self) -> Settings:
-        return self.ctx.settings
-
-    @property
-    def starter(self) -> JobStarter | None:
-        return self.ctx.starter

@@ -148,3 +148,21 @@ def test_missing_enriched_file_in_create_leaves_no_file(h: Harness):
         (ids[1], ["file_missing"])]
     assert h.service.reading.list_files(OWNER) == []
     assert {k for k in h.storage_listing() if k.startswith(OUTPUT_BUCKET + "/")} == before_out
+
+
+def test_a_stored_exports_layout_that_does_not_fit_fails_the_add_naming_the_conversation(h: Harness):
+    """The byte ranges of a member's exports bundle are stored state: one that was tampered with
+    (or written by a bug) fails the publish with the conversation named; version 1 stays whole."""
+    first, second = h.generate(2), h.generate(1)
+    file_id = str(h.create(first, name="Layout")["file_id"])
+    v1 = {fmt: h.artifact_bytes(file_id, fmt) for fmt in ("json", "jsonl", "openai")}
+    with h.sql() as conn:
+        conn.execute("update lora_training_file_members set exports_layout = jsonb_set(exports_layout, '{trl}', "
+                     "'[0, 99999999]') where file_id = %s and conversation_id = %s", (file_id, first[1]))
+    job = h.add(file_id, second)
+    assert job["status"] == "failed"
+    text = str(job["error"])
+    assert first[1] in text and "section 'trl'" in text and "outside" in text, text
+    f = h.service.reading.show_file(OWNER, file_id)["file"]
+    assert (f["current_version"], f["conversation_count"]) == (1, 2)
+    assert {fmt: h.artifact_bytes(file_id, fmt) for fmt in v1} == v1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -612,6 +613,37 @@ def test_cli_preview_prints_the_rendered_trl_examples_with_trained_spans(hh: Har
     body = r.out.split("\n", 1)[1]  # after the header line (which names the markers)
     assert body.count(TRAIN_OPEN) == body.count(TRAIN_CLOSE) == 2
     assert record["completion"][0]["content"] in body.split(TRAIN_OPEN)[2].split(TRAIN_CLOSE)[0]
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--format", "json"], "argument --format: invalid choice: 'json' (choose from 'openai', 'trl', 'axolotl', 'sharegpt')"),
+    (["--format", "../openai"], "invalid choice: '../openai'"),
+    (["--n", "0"], "argument --n: 0 is not between 1 and 1000"),
+    (["--n", "-3"], "argument --n: -3 is not between 1 and 1000"),
+    (["--n", "1001"], "argument --n: 1001 is not between 1 and 1000"),
+    (["--version", "9"], "version 9"),
+])
+def test_cli_preview_refuses_bad_requests_naming_what_is_wrong(hh: Harness, corpus_default: Built, args, expected):
+    r = run_cli(["preview", corpus_default.file_id, *args, "--owner", OWNER], home=hh.root.parent, database_url=hh.url)
+    r.no_traceback()
+    assert r.code != 0 and r.out == ""
+    assert expected in r.err, r.err
+
+
+@pytest.mark.parametrize("fmt,n,message", [
+    ("json", 3, "preview format must be one of openai, trl, axolotl, sharegpt, not 'json'"),
+    ("", 3, "not ''"), ("openai", 0, "--n must be at least 1, not 0"), ("trl", -1, "not -1")])
+def test_service_preview_refuses_what_the_cli_would_not_send(hh: Harness, corpus_default: Built, fmt, n, message):
+    with pytest.raises(InvalidRequest, match=re.escape(message)):
+        hh.service.reading.preview(OWNER, corpus_default.file_id, fmt, n=n)
+
+
+def test_cli_preview_of_a_file_that_is_not_the_owners_is_not_found(hh: Harness, corpus_default: Built):
+    other = "0f0f0f0f-0000-4000-8000-00000000ffff"
+    for file_id, owner in ((corpus_default.file_id, other), (str(uuid.uuid4()), OWNER)):
+        r = run_cli(["preview", file_id, "--owner", owner], home=hh.root.parent, database_url=hh.url)
+        r.no_traceback()
+        assert r.code != 0 and file_id in r.err and "not found" in r.err.lower(), r.err
 
 
 @pytest.mark.parametrize("fmt", ["manifest", "report", "openai", "axolotl_config", "dataset_info"])

@@ -29,8 +29,14 @@ def pack(exports: MemberExports) -> tuple[bytes, dict[str, list[int]]]:
 
 
 def section(bundle: bytes, layout: Mapping[str, list[int]], name: str) -> bytes:
-    """One section of a bundle; a layout that does not fit the bundle is an error, not a short read."""
-    offset, length = layout[name]
+    """One section of a bundle; a layout that does not fit the bundle is an error, not a short read.
+    The layout is stored state (the database's `exports_layout`): anything but a pair of
+    non-negative integers inside the bundle is refused, naming the section."""
+    span = layout.get(name) if isinstance(layout, Mapping) else None
+    if (not isinstance(span, (list, tuple)) or len(span) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in span)):
+        raise ValueError(f"exports bundle layout has no [offset, length] for section {name!r}: {span!r}")
+    offset, length = span
     if offset < 0 or length < 0 or offset + length > len(bundle):
         raise ValueError(f"exports bundle section {name!r} [{offset}, {offset + length}) is outside its "
                          f"{len(bundle)} bytes")

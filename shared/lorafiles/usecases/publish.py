@@ -99,9 +99,13 @@ class VersionWriter:
         self.outs["json"].write(b"\n" if self._first else b",\n")
         self.outs["json"].write(json_fragment)
         self.outs["jsonl"].write(jsonl_lines)
+        try:
+            sections = {name: bundle.section(exports, layout, name) for name in bundle.SECTIONS}
+        except ValueError as exc:  # stored state that does not fit: say whose
+            raise ValueError(f"conversation {entry['conversation_id']}: {exc}") from None
         for fmt in EXPORT_FORMATS:
-            self.outs[fmt].write(bundle.section(exports, layout, fmt))
-        report = bundle.section(exports, layout, bundle.REPORT_SECTION)
+            self.outs[fmt].write(sections[fmt])
+        report = sections[bundle.REPORT_SECTION]
         lead = orjson.dumps({"conversation_id": entry["conversation_id"],
                              "source_warnings": entry.get("warnings") or []}, option=_SORTED)
         self.outs["report"].write((b"" if self._first else b",") + lead[:-1] + b',"exports":' + report + b"}")
