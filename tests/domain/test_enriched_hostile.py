@@ -267,3 +267,157 @@ def test_cap_error_makes_text_storable():
     capped = cap_error({"code": "x", "message": "a\x00b\ud800", "details": [{"k\x00": "v\x00"}]})
     text = orjson.dumps(capped, option=orjson.OPT_NON_STR_KEYS).decode()
     assert unstorable(text) is None
+
+
+# ---------------------------------------------------------------------------- boundaries of the walk
+def _nested(depth: int):
+    """A value whose innermost string sits `depth` containers below the field holding it."""
+    value = "deep"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_nesting_is_refused_just_past_max_depth_not_at_it():
+    from lorafiles.domain.enriched import MAX_DEPTH
+
+    # the field itself is 3 levels down (training_pairs[0].training_metadata.x): the list levels
+    # bring the innermost string to exactly MAX_DEPTH, then one more
+    doc = _doc()
+    doc["training_pairs"][0]["training_metadata"]["x"] = _nested(MAX_DEPTH - 4)
+    assert "too_deep" not in _errors(_parse(doc))
+    doc["training_pairs"][0]["training_metadata"]["x"] = _nested(MAX_DEPTH - 3)
+    [deep] = _errors(_parse(doc))["too_deep"]
+    assert deep.message == f"nested more than {MAX_DEPTH} levels deep"
+    assert deep.field.startswith("training_pairs[0].training_metadata.x[0]")
+
+
+def test_the_walk_goes_on_after_a_too_deep_branch_and_visits_every_list_item():
+    from lorafiles.domain.enriched import MAX_DEPTH
+
+    doc = _doc()
+    pairs = doc["training_pairs"]
+    assert len(pairs) >= 3
+    pairs[0]["training_metadata"]["x"] = _nested(MAX_DEPTH)   # too deep, visited first
+    pairs[1]["current_user_input"] = "a\x00b"                  # then the second item of the list
+    pairs[-1]["target_response"] = (pairs[-1]["target_response"] or "") + "\x00"
+    errors = _errors(_parse(doc))
+    assert [e.field.split(".")[0] for e in errors["too_deep"]] == ["training_pairs[0]"]
+    assert sorted(e.field for e in errors["unstorable_text"]) == sorted(
+        ["training_pairs[1].current_user_input", f"training_pairs[{len(pairs) - 1}].target_response"])
+
+
+def test_every_item_of_a_list_is_walked_not_every_other_one():
+    for n in range(4):
+        doc = _doc()
+        doc["training_pairs"][n]["current_user_input"] = "nul\x00here"
+        [bad] = _errors(_parse(doc))["unstorable_text"]
+        assert bad.field == f"training_pairs[{n}].current_user_input"
+
+
+def test_a_text_field_at_the_limit_passes_and_one_past_it_is_refused_with_the_documented_message():
+    from lorafiles.domain.enriched import EnrichedLimits
+
+    limits = EnrichedLimits(max_text_chars=5000)
+    doc = _doc()
+    i, _ = _target(doc)
+    doc["training_pairs"][i]["target_response"] = "y" * 5000
+    assert "text_too_long" not in _errors(_parse(doc, limits=limits))
+    doc["training_pairs"][i]["target_response"] = "y" * 5001
+    [long] = _errors(_parse(doc, limits=limits))["text_too_long"]
+    assert long.message == "5001 characters; the limit is 5000 per text field (LORAFILES_MAX_TEXT_CHARS)"
+    assert long.field == f"training_pairs[{i}].target_response"
+    doc["training_pairs"][i]["target_response"] = "fine"
+    doc["training_pairs"][i]["training_metadata"]["k" * 5001] = 1
+    [key] = _errors(_parse(doc, limits=limits))["text_too_long"]
+    assert key.message == "a key of 5001 characters; the limit is 5000 (LORAFILES_MAX_TEXT_CHARS)"
+    assert key.field == f"training_pairs[{i}].training_metadata"
+
+
+# ---------------------------------------------------------------------------- the exact words a user reads
+def test_a_duplicate_key_inside_any_item_of_a_list_is_found_with_its_count():
+    for n in range(4):
+        doc = _doc()
+        text = dumps_enriched(doc).decode()
+        at = -1
+        for _ in range(n + 1):  # the (n+1)-th pair's turn_number
+            at = text.index('"turn_number"', at + 1)
+        hostile = (text[:at] + '"turn_number": 0, "turn_number": 0, ' + text[at:]).encode()
+        [dup] = _errors(_parse(hostile))["duplicate_key"]
+        assert dup.message == ("key 'turn_number' appears 3 times in one object; a JSON reader would silently "
+                               "keep only one of them")
+        assert dup.field == f"training_pairs[{n}]"
+
+
+def test_the_limits_say_what_they_are_and_where_to_change_them():
+    from lorafiles.domain.enriched import EnrichedLimits
+
+    blob = dumps_enriched(_doc())
+    [big] = _parse(blob, limits=EnrichedLimits(max_bytes=len(blob) - 1)).report.errors
+    assert (big.code, big.message) == ("file_too_large", f"the file is {len(blob)} bytes; the limit is "
+                                       f"{len(blob) - 1} bytes per enriched file (LORAFILES_MAX_ENRICHED_BYTES)")
+    assert _parse(blob, limits=EnrichedLimits(max_bytes=len(blob))).report.ok
+    doc = _doc()
+    n = len(doc["training_pairs"])
+    [many] = _parse(doc, limits=EnrichedLimits(max_pairs=n - 1)).report.errors
+    assert (many.code, many.field, many.message) == (
+        "too_many_pairs", "training_pairs",
+        f"{n} training pairs; the limit is {n - 1} per conversation (LORAFILES_MAX_PAIRS_PER_CONVERSATION)")
+    assert _parse(doc, limits=EnrichedLimits(max_pairs=n)).report.ok
+
+
+@pytest.mark.parametrize("top,name", [([], "list"), ("x", "str"), (3, "int"), (None, "NoneType")])
+def test_a_top_level_that_is_not_an_object_is_named(top, name):
+    [e] = _parse(orjson.dumps(top)).report.errors
+    assert (e.code, e.message) == ("wrong_shape", f"top level is a JSON {name}, expected an object")
+
+
+def test_a_file_that_is_not_v4_lists_what_is_missing_and_some_of_what_is_there():
+    from lorafiles.domain.bounds import clip
+
+    other = {f"key_{i}": i for i in range(9)}
+    [e] = _parse(orjson.dumps(other)).report.errors
+    assert e.message == ("not a v4 enriched conversation: missing dataset_metadata, consultant_profile, "
+                         "training_pairs (top-level keys: key_0, key_1, key_2, key_3, key_4, key_5 and 3 more)")
+    # a long key is clipped at 40 characters, a key of exactly 40 is not
+    at_limit, over = "a" * 40, "b" * 41
+    [e] = _parse(orjson.dumps({at_limit: 1, over: 2, "training_pairs": []})).report.errors
+    assert e.message.endswith(f"(top-level keys: {at_limit}, {clip(over, 40)}, training_pairs)")
+    assert clip(over, 40) != over
+
+
+def test_long_listings_show_twenty_then_count_the_rest():
+    doc = _doc(turns=23)
+    pairs = doc["training_pairs"]
+    for p in pairs:
+        p["turn_number"] = 24 - p["turn_number"]  # 23 .. 1
+    [turns] = _errors(_parse(doc))["non_sequential_turns"]
+    assert turns.message == ("turn_number values " + ", ".join(str(23 - i) for i in range(20))
+                             + " and 3 more are not 1..23")
+    doc = _doc(turns=45)
+    targets = [p for p in doc["training_pairs"] if p["target_response"] is not None]
+    assert len(targets) >= 21
+    for p in targets:
+        p["target_response"] += " \\\\"  # ends in a backslash, after a space
+    [cut] = [w for w in _parse(doc).report.warnings if w.code == "truncated_target"]
+    ids = [p["id"] for p in targets]
+    from lorafiles.domain.bounds import clip
+    from lorafiles.domain.problems import MAX_PROBLEM_MESSAGE_CHARS
+
+    # (the count leads: a message clipped for the report still says how many)
+    assert cut.message == clip(f"{len(targets)} target response(s) end in a backslash (truncated): "
+                               + ", ".join(ids[:20]) + f" and {len(targets) - 20} more", MAX_PROBLEM_MESSAGE_CHARS)
+    for p in targets:
+        p["id"] = p["id"][-6:]  # short ids: the whole listing fits
+    [cut] = [w for w in _parse(doc).report.warnings if w.code == "truncated_target"]
+    assert cut.message.endswith(", ".join(p["id"] for p in targets[:20]) + f" and {len(targets) - 20} more")
+
+
+def test_an_empty_text_on_a_trainable_pair_says_why_it_blocks():
+    doc = _doc()
+    i, pair = _target(doc)
+    pair["current_user_input"] = " \u200b\t"
+    [e] = _errors(_parse(doc))["empty_content"]
+    assert e.field == f"training_pairs[{i}].current_user_input"
+    assert e.message.startswith("current_user_input of trainable pair ")
+    assert e.message.endswith(" is empty or only whitespace: a training example needs text")

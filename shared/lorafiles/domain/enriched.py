@@ -216,14 +216,14 @@ def parse_enriched(data: bytes, *, source: str, conversation_id: str | None = No
             "wrong_shape",
             f"not a v4 enriched conversation: missing {', '.join(missing)} (top-level keys: {keys})",
         )
-        return ParsedConversation(report=report, raw=raw)
+        return ParsedConversation(report=report)  # refused: nothing of it is used
     pairs = raw["training_pairs"]
     if isinstance(pairs, list) and len(pairs) > limits.max_pairs:
         report.error("too_many_pairs", f"{len(pairs)} training pairs; the limit is {limits.max_pairs} per "
                      "conversation (LORAFILES_MAX_PAIRS_PER_CONVERSATION)", "training_pairs")
-        return ParsedConversation(report=report, raw=raw)
+        return ParsedConversation(report=report)  # refused: nothing of it is used
     if not _check_values(raw, data, report, limits) or not _check_duplicate_keys(data, report):
-        return ParsedConversation(report=report, raw=raw)
+        return ParsedConversation(report=report)  # refused: nothing of it is used
     try:
         model = EnrichedConversation.model_validate(raw)
     except ValidationError as exc:
@@ -231,7 +231,7 @@ def parse_enriched(data: bytes, *, source: str, conversation_id: str | None = No
             report.error("wrong_shape", err["msg"], field=_loc(err["loc"]))
         # the rest are counted, not listed: the report's own omitted-count (one mechanism for every cap)
         report.errors_omitted += max(0, exc.error_count() - MAX_ERRORS_PER_FILE)
-        return ParsedConversation(report=report, raw=raw)
+        return ParsedConversation(report=report)  # refused: nothing of it is used
 
     parsed = ParsedConversation(report=report, raw=raw, model=model)
     _check_identity(parsed, conversation_id)
@@ -253,37 +253,32 @@ def _check_values(raw: dict[str, Any], data: bytes, report: ConversationReport, 
     when something may be wrong."""
     if b"\\u0000" not in data and len(data) <= limits.max_text_chars and _shallow(raw):
         return True
-    found = 0
+    before = report.error_count
     stack: list[tuple[Any, tuple[Any, ...]]] = [(raw, ())]
     while stack:
         node, parts = stack.pop()
         if len(parts) > MAX_DEPTH:
             report.error("too_deep", f"nested more than {MAX_DEPTH} levels deep", _path(parts))
-            found += 1
             continue
         if isinstance(node, str):
             why = unstorable(node)
             if why is not None:
                 report.error("unstorable_text", f"this text {why}", _path(parts))
-                found += 1
             elif len(node) > limits.max_text_chars:
                 report.error("text_too_long", f"{len(node)} characters; the limit is {limits.max_text_chars} per "
                              "text field (LORAFILES_MAX_TEXT_CHARS)", _path(parts))
-                found += 1
         elif isinstance(node, dict):
             for key, value in reversed(node.items()):
                 why = unstorable(key)
                 if why is not None:
                     report.error("unstorable_text", f"a key ({key!r}) {why}", _path(parts))
-                    found += 1
                 elif len(key) > limits.max_text_chars:
                     report.error("text_too_long", f"a key of {len(key)} characters; the limit is "
                                  f"{limits.max_text_chars} (LORAFILES_MAX_TEXT_CHARS)", _path(parts))
-                    found += 1
                 stack.append((value, parts + (key,)))
         elif isinstance(node, list):
             stack.extend((node[i], parts + (i,)) for i in range(len(node) - 1, -1, -1))
-    return found == 0
+    return report.error_count == before
 
 
 _DEPTH_PROBE = 254 - MAX_DEPTH  # orjson encodes at most 254 nested containers
@@ -303,13 +298,12 @@ def _shallow(raw: Any) -> bool:
 
 
 class _Duplicate(Exception):
-    def __init__(self, key: str) -> None:
-        self.key = key
+    """An object with two equal keys (raised by the first, cheap decoding)."""
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> None:
     if len(dict(pairs)) != len(pairs):
-        raise _Duplicate(next(k for i, (k, _) in enumerate(pairs) if any(k == j for j, _ in pairs[:i])))
+        raise _Duplicate  # which key, and where, is found by the second decoding
     return None  # the decoded value is not needed: keep the check cheap
 
 

@@ -42,6 +42,11 @@ class ConversationReport(BaseModel):
     def ok(self) -> bool:
         return not self.errors
 
+    @property
+    def error_count(self) -> int:
+        """Every error raised, listed or omitted."""
+        return len(self.errors) + self.errors_omitted
+
     def error(self, code: str, message: str, field: str | None = None) -> None:
         if len(self.errors) >= MAX_PROBLEMS_PER_REPORT:
             self.errors_omitted += 1
