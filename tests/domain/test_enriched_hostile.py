@@ -421,3 +421,16 @@ def test_an_empty_text_on_a_trainable_pair_says_why_it_blocks():
     assert e.field == f"training_pairs[{i}].current_user_input"
     assert e.message.startswith("current_user_input of trainable pair ")
     assert e.message.endswith(" is empty or only whitespace: a training example needs text")
+
+
+def test_the_full_walk_keeps_the_same_boundaries_as_the_fast_path():
+    """A NUL anywhere makes the walk visit every node: a value exactly MAX_DEPTH deep and a key of
+    exactly the limit are still fine there; only the NUL is reported."""
+    from lorafiles.domain.enriched import MAX_DEPTH, EnrichedLimits
+
+    doc = _doc()
+    doc["training_pairs"][0]["training_metadata"]["x"] = _nested(MAX_DEPTH - 4)
+    doc["training_pairs"][0]["training_metadata"]["k" * 5000] = 1
+    doc["training_pairs"][1]["current_user_input"] = "nul\x00"
+    errors = _errors(_parse(doc, limits=EnrichedLimits(max_text_chars=5000)))
+    assert list(errors) == ["unstorable_text"], errors
