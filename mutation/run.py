@@ -113,8 +113,14 @@ def prepare(group: str) -> Path:
 def run_group(group: str, children: int, env: dict[str, str], retest: bool = False) -> int:
     # mutmut keeps a mutant's result while its function is unchanged; after new tests, name the
     # survivors explicitly to test them again (--retest-survivors)
-    again = [k for statuses in results(group).values() for k, s in statuses.items() if s not in KILLED] if retest else []
+    before = results(group)
+    again = [k for statuses in before.values() for k, s in statuses.items() if s not in KILLED] if retest else []
     work = prepare(group)
+    if retest:  # mutmut forgets the results of the mutants it was not asked to test: keep the kills
+        kept = sorted(k for statuses in before.values() for k, s in statuses.items() if s in KILLED)
+        (work / "killed-before-retest.json").write_text(json.dumps(kept))
+    else:
+        (work / "killed-before-retest.json").unlink(missing_ok=True)
     print(f"\n=== {group}: mutating {', '.join(GROUPS[group][0])}; tests {' '.join(GROUPS[group][1])}", flush=True)
     mutmut = Path(sys.executable).with_name("mutmut")
     log = work / "mutmut.log"
@@ -133,10 +139,13 @@ def results(group: str) -> dict[str, dict[str, str]]:
     base = WORK / group / "mutants" / PKG
     if not base.is_dir():
         return out
+    kept_file = WORK / group / "killed-before-retest.json"
+    kept = set(json.loads(kept_file.read_text())) if kept_file.exists() else set()
     for meta in sorted(base.rglob("*.py.meta")):
         module = meta.relative_to(base).as_posix()[:-len(".meta")]
         data = json.loads(meta.read_text())
-        out[module] = {k: STATUS.get(v, "suspicious") for k, v in data["exit_code_by_key"].items()}
+        out[module] = {k: ("killed" if k in kept and STATUS.get(v) == "not checked" else STATUS.get(v, "suspicious"))
+                       for k, v in data["exit_code_by_key"].items()}
     return out
 
 
