@@ -108,9 +108,14 @@ class PipelineSteps(UseCase):
         The job's work list is its requested conversations followed by the members it re-renders
         (an add whose training policy differs from the file's: their exports are rebuilt from
         their stored v4 fragments, so their content stays that of the current version)."""
+        # No lock is held across a batch's work: the job's plan (work list, batch size) is fixed
+        # by create-file before the Map starts, so it is read without a lock. Only the first
+        # batch to arrive marks the step, in a transaction of its own. The one locked moment is
+        # staging below (items + completion, one short transaction).
+        with self.db.connection() as conn:
+            job = self._job_for_batch(Repository(conn), job_id)
         with self.db.connection() as conn:
             repo = Repository(conn)
-            job = self._open_job(repo, job_id, step="append")
             work = [*job["requested_ids"], *job["rerender_ids"]]
             size = job["batch_size"]
             if not 0 <= batch_index < job["total_batches"]:
@@ -376,6 +381,18 @@ class PipelineSteps(UseCase):
         is the cause; a later one (an in-flight batch finding its job already failed) is not."""
         with self.db.connection() as conn:
             Repository(conn).record_first_error(job_id, cap_error(exc.as_dict()))  # bounded, storable
+
+    def _job_for_batch(self, repo: Repository, job_id: str) -> dict[str, Any]:
+        """The job as a batch reads it: unlocked when it is already running its batches (every
+        batch but the first to arrive), else opened for the append step like any other step."""
+        job = repo.job(job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        if job["status"] in ("succeeded", "failed"):
+            raise JobStateError(f"job {job_id} already {job['status']}")
+        if job["status"] == "running" and job["step"] == "append" and job["started_at"] is not None:
+            return job
+        return self._open_job(repo, job_id, step="append")
 
     def _open_job(self, repo: Repository, job_id: str, *, step: str) -> dict[str, Any]:
         job = repo.job(job_id, lock=True)
