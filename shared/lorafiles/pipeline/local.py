@@ -49,6 +49,36 @@ ENDED_UNCOMPENSATED = ("FAILED", "TIMED_OUT", "ABORTED")
 _RUNNER_RE = re.compile(r"^lorafiles-local-([0-9a-f]{8})-(\d+)-(\d+)$")
 
 
+def _lazy_moto_batch() -> None:
+    """moto's Step Functions parser imports `moto.batch.utils` (for one enum) at load time, and
+    `moto/batch/__init__.py` imports the Batch backend, which pulls in `moto.ec2` and its region
+    tables: about 1.9 s that a machine with no Batch task never uses. Register `moto.batch` as
+    its bare package (same path, so `moto.batch.utils` and `.models` import as usual) whose
+    `batch_backends` loads on first access, as `moto.backends` asks for it."""
+    import sys
+
+    if "moto.batch" in sys.modules:
+        return
+    spec = importlib.util.find_spec("moto.batch")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    package = ModuleType("moto.batch")
+    package.__spec__, package.__file__ = spec, spec.origin
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__package__ = "moto.batch"
+
+    def __getattr__(name: str) -> Any:
+        if name == "batch_backends":
+            from moto.batch.models import batch_backends
+
+            return batch_backends
+        raise AttributeError(f"module 'moto.batch' has no attribute {name!r}")
+
+    package.__getattr__ = __getattr__  # type: ignore[method-assign]
+    sys.modules["moto.batch"] = package
+    setattr(sys.modules["moto"], "batch", package)
+
+
 def function_arn(name: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lorafiles-local-{name}"
 
@@ -207,6 +237,7 @@ class LocalStateMachine:
         self.close()
 
     def open(self) -> None:
+        _lazy_moto_batch()
         import boto3
         from moto import mock_aws
         from moto.awslambda_simple.models import LambdaSimpleBackend

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from ..storage import get_many, put_many
 from ..tokens import get_model
 from .common import (ARTIFACTS, INPUT_BUCKET, OUTPUT_BUCKET, UseCase, artifact_key, blocked_message,
                      selection_problems, source_file_of)
-from .publish import VersionWriter, read_members
+from .publish import VersionWriter, stream_members
 
 
 def _iso(ts: datetime) -> str:
@@ -299,14 +298,20 @@ class PipelineSteps(UseCase):
         with scratch_dir() as tmp:
             writer = VersionWriter(Path(tmp), file_id=file_id, version=version, header=header, policy=policy,
                                    model=model, export_figures=figures_x, source_warnings=warnings)
-            with self.db.connection() as conn, ThreadPoolExecutor(max_workers=8) as pool:
-                for entry, json_fragment, jsonl_lines, bundle_bytes in read_members(
-                        self.store, pool, Repository(conn).version_entries(file_id, job_id)):
+            with self.db.connection() as conn:
+                for entry, json_fragment, jsonl_lines, bundle_bytes in stream_members(
+                        self.store, Repository(conn).version_entries(file_id, job_id)):
                     writer.add(entry, json_fragment, jsonl_lines, bundle_bytes)
             written = writer.finish()
             for name, a in written.items():
                 a["path"] = artifact_key(owner, file_id, version, name)
                 self.store.put_file(OUTPUT_BUCKET, a["path"], Path(tmp) / a["file"], content_type=a["content_type"])
+        # Durability lives here: the artifacts are fsynced as they are stored (put_file), and the
+        # fragments the members point at (written unsynced by the batches) once, now, before the
+        # database publishes the version. Object stores that are durable on PUT have no sync().
+        sync = getattr(self.store, "sync", None)
+        if callable(sync):
+            sync()
         with self.db.connection() as conn:
             repo = Repository(conn)
             f = repo.file(file_id, lock=True)
