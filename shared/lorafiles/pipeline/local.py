@@ -257,6 +257,7 @@ class LocalStateMachine:
 
         self._original_invoke = LambdaSimpleBackend.invoke
         LambdaSimpleBackend.invoke = invoke
+        self._reuse_lambda_clients()
         self.client = boto3.client("stepfunctions", region_name=REGION, aws_access_key_id="local",
                                    aws_secret_access_key="local")
         definition = orjson.dumps(load_definition(self.retry_scale, timeouts=self.timeouts)).decode()
@@ -267,6 +268,23 @@ class LocalStateMachine:
         self._watcher = threading.Thread(target=self._watch, name="lorafiles-execution-watcher", daemon=True)
         self._watcher.start()
 
+    def _reuse_lambda_clients(self) -> None:
+        """moto's interpreter builds a new boto3 Lambda client for every Task it runs (~10 ms of
+        CPU each); boto3 clients are thread-safe, so keep one per region and service while this runs."""
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils as leu
+
+        build, cache, guard = leu.boto_client_for, {}, threading.Lock()
+
+        def cached(region: str, service: str, state_credentials: Any = None) -> Any:
+            # moto 5.2's boto_client_for ignores state_credentials: the client depends on region only
+            with guard:
+                if (region, service) not in cache:
+                    cache[(region, service)] = build(region, service)
+                return cache[(region, service)]
+
+        self._original_client_for = build
+        leu.boto_client_for = cached
+
     def close(self) -> None:
         if self._watcher is not None:
             self._stop_watch.set()
@@ -275,7 +293,10 @@ class LocalStateMachine:
         if self._mock is not None:
             from moto.awslambda_simple.models import LambdaSimpleBackend
 
+            from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils as leu
+
             LambdaSimpleBackend.invoke = self._original_invoke
+            leu.boto_client_for = self._original_client_for
             self._mock.stop()
             self._mock = None
 

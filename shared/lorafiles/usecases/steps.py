@@ -152,8 +152,8 @@ class PipelineSteps(UseCase):
         if reports:
             raise ConversationsInvalid(invalid_message(reports), details=[r.model_dump() for r in reports])
         # fragments first: the database never points at an object that is not there
-        put_many(self.store, OUTPUT_BUCKET, {k: v for i in items for k, v in i.pop("_objects").items()},
-                 max_workers=self.settings.read_concurrency)
+        objects = {k: v for i in items for k, v in i.pop("_objects").items()}
+        put_many(self.store, OUTPUT_BUCKET, objects, max_workers=max(self.settings.read_concurrency, len(objects)))
         with self.db.connection() as conn:
             repo = Repository(conn)
             job = repo.job(job_id, lock=True)
