@@ -270,3 +270,52 @@ def run_job(machine: Any, start: Any, timeout: float = 7200) -> tuple[dict[str, 
     stop = desc.get("stopDate")
     elapsed = stop.timestamp() - t0 if stop is not None else time.time() - t0
     return job, elapsed, desc
+
+
+# ------------------------------------------------------------------ simulated latency
+class LatencyStore:
+    """An ObjectStore wrapper that sleeps `latency` seconds before every request (GET, PUT, HEAD,
+    DELETE, LIST): a model of S3's per-request round trip over a local store. Counts requests."""
+
+    def __init__(self, inner: Any, latency: float = 0.020) -> None:
+        self.inner, self.latency = inner, latency
+        self.requests: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    def _wait(self, kind: str) -> None:
+        with self._lock:
+            self.requests[kind] += 1
+        time.sleep(self.latency)
+
+    def get(self, bucket: str, key: str) -> bytes:
+        self._wait("get")
+        return self.inner.get(bucket, key)
+
+    def put(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> None:
+        self._wait("put")
+        return self.inner.put(bucket, key, data, content_type)
+
+    def put_file(self, bucket: str, key: str, path: Any, content_type: str | None = None) -> None:
+        self._wait("put")
+        return self.inner.put_file(bucket, key, path, content_type)
+
+    @contextlib.contextmanager
+    def open_stream(self, bucket: str, key: str):  # noqa: ANN201
+        self._wait("get")
+        with self.inner.open_stream(bucket, key) as s:
+            yield s
+
+    def exists(self, bucket: str, key: str) -> bool:
+        self._wait("head")
+        return self.inner.exists(bucket, key)
+
+    def delete(self, bucket: str, key: str) -> None:
+        self._wait("delete")
+        return self.inner.delete(bucket, key)
+
+    def list(self, bucket: str, prefix: str) -> list[str]:
+        self._wait("list")
+        return self.inner.list(bucket, prefix)
+
+    def __getattr__(self, name: str) -> Any:  # signed_url, sweep_temp, flush...
+        return getattr(self.inner, name)

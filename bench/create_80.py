@@ -12,7 +12,8 @@ Timed ("create"): `service.jobs.start_job(kind="create")` -> the execution's sto
 moto's interpreter (LocalStateMachine.wait polls every 50 ms), with default Settings (batch size,
 Map concurrency) and the ASL's real retry settings. The handlers run in this process, over a
 throwaway PostgreSQL (embedded under a temp LORAFILES_HOME, or a throwaway database on
-$DATABASE_URL's server) and a temp local storage root (which fsyncs every object it writes).
+$DATABASE_URL's server) and a temp local storage root (which fsyncs the published artifacts, and syncs
+the file system once before a version is published; fragments are not fsynced one by one).
 Each run starts after os.sync() (untimed), so it does not pay for earlier writeback.
 
 Timed ("floor", best of 3): read + `orjson.loads` of the same 80 input files, then write the

@@ -49,6 +49,36 @@ ENDED_UNCOMPENSATED = ("FAILED", "TIMED_OUT", "ABORTED")
 _RUNNER_RE = re.compile(r"^lorafiles-local-([0-9a-f]{8})-(\d+)-(\d+)$")
 
 
+def _lazy_moto_batch() -> None:
+    """moto's Step Functions parser imports `moto.batch.utils` (for one enum) at load time, and
+    `moto/batch/__init__.py` imports the Batch backend, which pulls in `moto.ec2` and its region
+    tables: about 1.9 s that a machine with no Batch task never uses. Register `moto.batch` as
+    its bare package (same path, so `moto.batch.utils` and `.models` import as usual) whose
+    `batch_backends` loads on first access, as `moto.backends` asks for it."""
+    import sys
+
+    if "moto.batch" in sys.modules:
+        return
+    spec = importlib.util.find_spec("moto.batch")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    package = ModuleType("moto.batch")
+    package.__spec__, package.__file__ = spec, spec.origin
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__package__ = "moto.batch"
+
+    def __getattr__(name: str) -> Any:
+        if name == "batch_backends":
+            from moto.batch.models import batch_backends
+
+            return batch_backends
+        raise AttributeError(f"module 'moto.batch' has no attribute {name!r}")
+
+    package.__getattr__ = __getattr__  # type: ignore[method-assign]
+    sys.modules["moto.batch"] = package
+    setattr(sys.modules["moto"], "batch", package)
+
+
 def function_arn(name: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lorafiles-local-{name}"
 
@@ -207,6 +237,7 @@ class LocalStateMachine:
         self.close()
 
     def open(self) -> None:
+        _lazy_moto_batch()
         import boto3
         from moto import mock_aws
         from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -226,6 +257,7 @@ class LocalStateMachine:
 
         self._original_invoke = LambdaSimpleBackend.invoke
         LambdaSimpleBackend.invoke = invoke
+        self._reuse_lambda_clients()
         self.client = boto3.client("stepfunctions", region_name=REGION, aws_access_key_id="local",
                                    aws_secret_access_key="local")
         definition = orjson.dumps(load_definition(self.retry_scale, timeouts=self.timeouts)).decode()
@@ -236,6 +268,23 @@ class LocalStateMachine:
         self._watcher = threading.Thread(target=self._watch, name="lorafiles-execution-watcher", daemon=True)
         self._watcher.start()
 
+    def _reuse_lambda_clients(self) -> None:
+        """moto's interpreter builds a new boto3 Lambda client for every Task it runs (~10 ms of
+        CPU each); boto3 clients are thread-safe, so keep one per region and service while this runs."""
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils as leu
+
+        build, cache, guard = leu.boto_client_for, {}, threading.Lock()
+
+        def cached(region: str, service: str, state_credentials: Any = None) -> Any:
+            # moto 5.2's boto_client_for ignores state_credentials: the client depends on region only
+            with guard:
+                if (region, service) not in cache:
+                    cache[(region, service)] = build(region, service)
+                return cache[(region, service)]
+
+        self._original_client_for = build
+        leu.boto_client_for = cached
+
     def close(self) -> None:
         if self._watcher is not None:
             self._stop_watch.set()
@@ -244,7 +293,10 @@ class LocalStateMachine:
         if self._mock is not None:
             from moto.awslambda_simple.models import LambdaSimpleBackend
 
+            from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils as leu
+
             LambdaSimpleBackend.invoke = self._original_invoke
+            leu.boto_client_for = self._original_client_for
             self._mock.stop()
             self._mock = None
 

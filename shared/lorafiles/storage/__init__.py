@@ -6,7 +6,10 @@ adapter is constructed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping
 
@@ -43,10 +46,38 @@ def make_store(kind: str, **opts: Any) -> ObjectStore:
     raise ValueError(f"unknown object store kind {kind!r} (expected local, s3 or supabase)")
 
 
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+POOL_THREADS = int(os.environ.get("LORAFILES_IO_THREADS", "64"))
+
+
+def io_pool() -> ThreadPoolExecutor:
+    """The process's one bounded pool for object I/O (built on first use, kept for the life of
+    the process or Lambda container): no pool is created per call. Tasks on it never wait on
+    other tasks of it, so sharing it cannot deadlock."""
+    global _POOL
+    if _POOL is None:
+        with _POOL_LOCK:
+            if _POOL is None:
+                _POOL = ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="lorafiles-io")
+    return _POOL
+
+
+def bounded_map(fn: Callable[[Any], Any], items: list[Any], max_workers: int) -> Iterator[Any]:
+    """`fn` over `items` on the shared pool, results in order, at most `max_workers` in flight."""
+    pool, pending = io_pool(), deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= max(1, max_workers):
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def get_many(
     store: ObjectStore, bucket: str, keys: Iterable[str], max_workers: int = 8
 ) -> dict[str, bytes | Exception]:
-    """Read ``keys`` with at most ``max_workers`` concurrent ``get`` calls.
+    """Read ``keys`` with at most ``max_workers`` concurrent ``get`` calls (on the shared pool).
 
     Returns ``{key: content}`` in input order (duplicates read once); a failed read
     maps its key to the exception instead of raising.
@@ -61,8 +92,7 @@ def get_many(
         except Exception as exc:  # captured per key by contract
             return exc
 
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(unique))) as pool:
-        return dict(zip(unique, pool.map(read, unique)))
+    return dict(zip(unique, bounded_map(read, unique, max_workers)))
 
 
 def put_many(store: ObjectStore, bucket: str, objects: Mapping[str, bytes], max_workers: int = 8) -> None:
@@ -70,6 +100,14 @@ def put_many(store: ObjectStore, bucket: str, objects: Mapping[str, bytes], max_
     the first failure is raised once every write has finished."""
     if not objects:
         return
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(objects))) as pool:
-        for future in [pool.submit(store.put, bucket, key, data) for key, data in objects.items()]:
-            future.result()
+
+    def write(item: tuple[str, bytes]) -> BaseException | None:
+        try:
+            store.put(bucket, item[0], item[1])
+        except Exception as exc:  # noqa: BLE001 - raised below, after the others finished
+            return exc
+        return None
+
+    failures = [e for e in bounded_map(write, list(objects.items()), max_workers) if e is not None]
+    if failures:
+        raise failures[0]

@@ -57,7 +57,7 @@ class LocalObjectStore:
         self, bucket: str, key: str, data: bytes, content_type: str | None = None
     ) -> None:
         resolve_content_type(key, content_type)  # not stored locally, but checked like the others
-        with self._atomic_writer(bucket, key) as out:
+        with self._atomic_writer(bucket, key, durable=False) as out:  # fragments: see sync()
             out.write(data)
 
     def put_file(
@@ -68,7 +68,7 @@ class LocalObjectStore:
         content_type: str | None = None,
     ) -> None:
         resolve_content_type(key, content_type)
-        with open(path, "rb") as src, self._atomic_writer(bucket, key) as out:
+        with open(path, "rb") as src, self._atomic_writer(bucket, key, durable=True) as out:
             shutil.copyfileobj(src, out)
 
     @contextmanager
@@ -140,9 +140,24 @@ class LocalObjectStore:
                     removed.append(str(path))
         return removed
 
+    def sync(self) -> None:
+        """Make every object written so far durable: one syncfs(2) of the store's file system
+        (os.sync() where syncfs is unavailable). `put` does not fsync each object (a fragment is
+        small and there are many); `PipelineSteps.generate` calls this once before it points the
+        database at a new version, so what a published version and its members' fragments rely
+        on is on disk before the database says so. `put_file` (the published artifacts) fsyncs
+        the file and its directory itself."""
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            if _syncfs is None or _syncfs(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
+
     @contextmanager
-    def _atomic_writer(self, bucket: str, key: str) -> Iterator[BinaryIO]:
-        """Yield a temp file next to the target; move it into place on success."""
+    def _atomic_writer(self, bucket: str, key: str, *, durable: bool) -> Iterator[BinaryIO]:
+        """Yield a temp file next to the target; move it into place on success (fsynced, with
+        its directory, when `durable`)."""
         target = self._path(bucket, key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -152,14 +167,39 @@ class LocalObjectStore:
         try:
             with os.fdopen(fd, "wb") as out:
                 yield out
-                out.flush()
-                os.fsync(out.fileno())
+                if durable:
+                    out.flush()
+                    os.fsync(out.fileno())
             os.replace(tmp, target)
+            if durable:
+                _fsync_dir(target.parent)
         except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
             if isinstance(exc, OSError):
                 raise StorageError(f"writing {bucket}/{key} failed: {exc}") from exc
             raise
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_syncfs = _load_syncfs() if os.name == "posix" else None
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _check_name(kind: str, name: str, *, allow_slash: bool) -> None:

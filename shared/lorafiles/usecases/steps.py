@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from ..storage import get_many, put_many
 from ..tokens import get_model
 from .common import (ARTIFACTS, INPUT_BUCKET, OUTPUT_BUCKET, UseCase, artifact_key, blocked_message,
                      selection_problems, source_file_of)
-from .publish import VersionWriter, read_members
+from .publish import VersionWriter, stream_members
 
 
 def _iso(ts: datetime) -> str:
@@ -108,9 +107,14 @@ class PipelineSteps(UseCase):
         The job's work list is its requested conversations followed by the members it re-renders
         (an add whose training policy differs from the file's: their exports are rebuilt from
         their stored v4 fragments, so their content stays that of the current version)."""
+        # No lock is held across a batch's work: the job's plan (work list, batch size) is fixed
+        # by create-file before the Map starts, so it is read without a lock. Only the first
+        # batch to arrive marks the step, in a transaction of its own. The one locked moment is
+        # staging below (items + completion, one short transaction).
+        with self.db.connection() as conn:
+            job = self._job_for_batch(Repository(conn), job_id)
         with self.db.connection() as conn:
             repo = Repository(conn)
-            job = self._open_job(repo, job_id, step="append")
             work = [*job["requested_ids"], *job["rerender_ids"]]
             size = job["batch_size"]
             if not 0 <= batch_index < job["total_batches"]:
@@ -148,8 +152,8 @@ class PipelineSteps(UseCase):
         if reports:
             raise ConversationsInvalid(invalid_message(reports), details=[r.model_dump() for r in reports])
         # fragments first: the database never points at an object that is not there
-        put_many(self.store, OUTPUT_BUCKET, {k: v for i in items for k, v in i.pop("_objects").items()},
-                 max_workers=self.settings.read_concurrency)
+        objects = {k: v for i in items for k, v in i.pop("_objects").items()}
+        put_many(self.store, OUTPUT_BUCKET, objects, max_workers=max(self.settings.read_concurrency, len(objects)))
         with self.db.connection() as conn:
             repo = Repository(conn)
             job = repo.job(job_id, lock=True)
@@ -294,14 +298,20 @@ class PipelineSteps(UseCase):
         with scratch_dir() as tmp:
             writer = VersionWriter(Path(tmp), file_id=file_id, version=version, header=header, policy=policy,
                                    model=model, export_figures=figures_x, source_warnings=warnings)
-            with self.db.connection() as conn, ThreadPoolExecutor(max_workers=8) as pool:
-                for entry, json_fragment, jsonl_lines, bundle_bytes in read_members(
-                        self.store, pool, Repository(conn).version_entries(file_id, job_id)):
+            with self.db.connection() as conn:
+                for entry, json_fragment, jsonl_lines, bundle_bytes in stream_members(
+                        self.store, Repository(conn).version_entries(file_id, job_id)):
                     writer.add(entry, json_fragment, jsonl_lines, bundle_bytes)
             written = writer.finish()
             for name, a in written.items():
                 a["path"] = artifact_key(owner, file_id, version, name)
                 self.store.put_file(OUTPUT_BUCKET, a["path"], Path(tmp) / a["file"], content_type=a["content_type"])
+        # Durability lives here: the artifacts are fsynced as they are stored (put_file), and the
+        # fragments the members point at (written unsynced by the batches) once, now, before the
+        # database publishes the version. Object stores that are durable on PUT have no sync().
+        sync = getattr(self.store, "sync", None)
+        if callable(sync):
+            sync()
         with self.db.connection() as conn:
             repo = Repository(conn)
             f = repo.file(file_id, lock=True)
@@ -376,6 +386,18 @@ class PipelineSteps(UseCase):
         is the cause; a later one (an in-flight batch finding its job already failed) is not."""
         with self.db.connection() as conn:
             Repository(conn).record_first_error(job_id, cap_error(exc.as_dict()))  # bounded, storable
+
+    def _job_for_batch(self, repo: Repository, job_id: str) -> dict[str, Any]:
+        """The job as a batch reads it: unlocked when it is already running its batches (every
+        batch but the first to arrive), else opened for the append step like any other step."""
+        job = repo.job(job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        if job["status"] in ("succeeded", "failed"):
+            raise JobStateError(f"job {job_id} already {job['status']}")
+        if job["status"] == "running" and job["step"] == "append" and job["started_at"] is not None:
+            return job
+        return self._open_job(repo, job_id, step="append")
 
     def _open_job(self, repo: Repository, job_id: str, *, step: str) -> dict[str, Any]:
         job = repo.job(job_id, lock=True)
