@@ -31,7 +31,14 @@ ARTIFACTS = {
     "dataset_info": ("dataset_info.json", "application/json"),
     "report": ("report.json", "application/json"),
     "manifest": ("manifest.json", "application/json"),
+    # issue 12: every export once per split (`openai_train`, `openai_validation`, ...) and the
+    # dataset card that declares them to `datasets.load_dataset`
+    **{f"{fmt}_{split}": (f"{fmt}.{split}.jsonl", "application/jsonl")
+       for fmt in ("openai", "trl", "axolotl", "sharegpt") for split in ("train", "validation")},
+    "card": ("README.md", "text/markdown"),
 }
+SPLIT_ARTIFACTS = {fmt: {split: f"{fmt}_{split}" for split in ("train", "validation")}
+                   for fmt in ("openai", "trl", "axolotl", "sharegpt")}
 MAX_BLOCKED_CHARS = 32_000
 
 

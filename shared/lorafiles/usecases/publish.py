@@ -25,6 +25,7 @@ from ..domain.exports import (BUILDER_VERSION, EXPORT_FILES, EXPORT_FORMATS, Tra
 from ..domain.render import FileHeader, json_head, jsonl_meta_line
 from ..ports import ChatModel, ObjectStore
 from .common import ARTIFACTS, OUTPUT_BUCKET
+from .dataset_files import DatasetFiles
 
 _SORTED = orjson.OPT_SORT_KEYS
 _INDENTED = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
@@ -89,6 +90,8 @@ class VersionWriter:
                  model: ChatModel, export_figures: dict[str, Any], source_warnings: Counter[str]) -> None:
         self.folder, self.file_id, self.version, self.header = folder, file_id, version, header
         self.policy, self.model, self.figures = policy, model, export_figures
+        self.source_warnings = source_warnings
+        self.dataset = DatasetFiles(folder, policy, _Out)  # splits, duplicates, coverage, card (issue 12)
         self.outs = {name: _Out(folder / ARTIFACTS[name][0]) for name in ("json", "jsonl", *EXPORT_FORMATS, "report")}
         self._members = open(folder / "members.part", "wb")
         self._first = True
@@ -119,18 +122,21 @@ class VersionWriter:
         lead = orjson.dumps({"conversation_id": entry["conversation_id"],
                              "source_warnings": entry.get("warnings") or []}, option=_SORTED)
         self.outs["report"].write((b"" if self._first else b",") + lead[:-1] + b',"exports":' + report + b"}")
+        placed = self.dataset.add(entry, jsonl_lines, exports)
         self._members.write((b"" if self._first else b",") + orjson.dumps({
             "conversation_id": entry["conversation_id"], "source_file": entry["source_file"],
-            "source_sha256": entry["source_sha256"]}, option=_SORTED))
+            "source_sha256": entry["source_sha256"], **placed}, option=_SORTED))
         self._first = False
         self.members += 1
 
     def finish(self) -> dict[str, dict[str, Any]]:
         """Close every artifact, write the configs and the manifest; {name: {file, size, sha256, lines}}."""
         self.outs["json"].write(b"]\n}\n" if self._first else b"\n  ]\n}\n")
-        self.outs["report"].write(b"]}\n")
+        quality = self.dataset.close()
+        self.outs["report"].write(b'],"dataset_quality":' + orjson.dumps(quality, option=_SORTED) + b"}\n")
         for out in self.outs.values():
             out.close()
+        self.outs.update(self.dataset.outs)
         self._members.close()
         extra = {
             "axolotl_config": axolotl_datasets_yaml(self.policy, EXPORT_FILES["axolotl"]).encode(),
@@ -149,6 +155,13 @@ class VersionWriter:
             expected = self.figures["formats"][fmt]["lines"]
             if artifacts[fmt]["lines"] != expected:
                 raise RuntimeError(f"{fmt} export has {artifacts[fmt]['lines']} lines, its statistics {expected}")
+        card = _Out(self.folder / ARTIFACTS["card"][0])
+        card.write(self.dataset.card(file_id=self.file_id, file_name=self.header.file_name, version=self.version,
+                                     model=model_identity(self.model), export_figures=self.figures,
+                                     source_warnings=self.source_warnings, artifacts=artifacts))
+        card.close()
+        artifacts["card"] = {"file": ARTIFACTS["card"][0], "content_type": ARTIFACTS["card"][1], "size": card.size,
+                             "sha256": card.sha.hexdigest(), "lines": card.lines}
         self.outs["manifest"] = self._write_manifest(artifacts)
         m = self.outs["manifest"]
         artifacts["manifest"] = {"file": ARTIFACTS["manifest"][0], "content_type": ARTIFACTS["manifest"][1],
@@ -171,6 +184,7 @@ class VersionWriter:
             "exclusions": self.figures["exclusions"], "trims": self.figures["trims"],
             "changes": self.figures["changes"],
             "member_count": self.members,
+            "dataset": self.dataset.manifest_section(artifacts),
         }, option=_SORTED)
         out = _Out(self.folder / ARTIFACTS["manifest"][0])
         out.write(head[:-1] + b',"members":[')
