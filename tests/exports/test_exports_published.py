@@ -172,8 +172,11 @@ def test_manifest_members_are_the_files_conversations_with_their_source_sha256(b
     members = built.shown["members"]
     assert [m["conversation_id"] for m in members] == built.fx.ids
     assert man["member_count"] == len(built.fx.ids)
-    assert man["members"] == [{"conversation_id": cid, "source_file": f"{INPUT_BUCKET}/{OWNER}/{cid}/enriched.json",
-                               "source_sha256": built.fx.sha256[cid]} for cid in built.fx.ids]
+    # each member also names its split (issue 12: tests/quality checks the assignment itself)
+    assert {m["split"] for m in man["members"]} <= {"train", "validation"}
+    assert [{k: v for k, v in m.items() if k != "split"} for m in man["members"]] == [
+        {"conversation_id": cid, "source_file": f"{INPUT_BUCKET}/{OWNER}/{cid}/enriched.json",
+         "source_sha256": built.fx.sha256[cid]} for cid in built.fx.ids]
 
 
 def test_report_covers_every_member_and_adds_up(built: Built):
