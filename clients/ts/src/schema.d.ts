@@ -242,7 +242,7 @@ export interface components {
              * Format
              * @enum {string}
              */
-            format: "json" | "jsonl" | "openai" | "trl" | "axolotl" | "axolotl_config" | "sharegpt" | "dataset_info" | "report" | "manifest";
+            format: "json" | "jsonl" | "openai" | "trl" | "axolotl" | "axolotl_config" | "sharegpt" | "dataset_info" | "report" | "manifest" | "openai_train" | "openai_validation" | "trl_train" | "trl_validation" | "axolotl_train" | "axolotl_validation" | "sharegpt_train" | "sharegpt_validation" | "card";
             /** Sha256 */
             sha256: string;
             /** Size */
@@ -1179,7 +1179,7 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description `json` (Full Training JSON), `jsonl` (v4 JSONL), the trainer exports `openai`, `trl`, `axolotl`, `sharegpt`, their configs `axolotl_config` (axolotl.yml) and `dataset_info` (LLaMA-Factory), `report` (pre-flight report) or `manifest`. */
-                format?: "json" | "jsonl" | "openai" | "trl" | "axolotl" | "axolotl_config" | "sharegpt" | "dataset_info" | "report" | "manifest";
+                format?: "json" | "jsonl" | "openai" | "trl" | "axolotl" | "axolotl_config" | "sharegpt" | "dataset_info" | "report" | "manifest" | "openai_train" | "openai_validation" | "trl_train" | "trl_validation" | "axolotl_train" | "axolotl_validation" | "sharegpt_train" | "sharegpt_validation" | "card";
                 /** @description Default: the current version. */
                 version?: number | null;
             };
