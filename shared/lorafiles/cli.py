@@ -314,6 +314,60 @@ def cmd_preview(ctx: Context) -> int:
     return 0
 
 
+def cmd_diff(ctx: Context) -> int:
+    a = ctx.args
+    emit(ctx, ctx.service.diffing.diff(ctx.owner, a.file_id, a.v1, a.v2), diff_text)
+    return 0
+
+
+def diff_text(r: dict) -> str:
+    """The human form of a version diff: the conversations by name, then every figure that moved."""
+    c = r["conversations"]
+    n = c["counts"]
+    out = [f"training file {r['file_id']}: v{r['from_version']} -> v{r['to_version']}",
+           f"conversations: {n['from']} -> {n['to']} (+{n['added']} added, -{n['removed']} removed, "
+           f"{n['source_changed']} source changed, {n['split_changed']} split changed, "
+           f"{n['exclusion_changed']} exclusion changed, {n['unchanged']} unchanged)"]
+    out += [f"  + {e['conversation_id']} ({e['split'] or '-'}{', excluded: ' + e['excluded'] if e['excluded'] else ''})"
+            for e in c["added"]]
+    out += [f"  - {e['conversation_id']} ({e['split'] or '-'})" for e in c["removed"]]
+    out += [f"  ~ {e['conversation_id']} source {e['from_sha256'][:12]} -> {e['to_sha256'][:12]}"
+            for e in c["source_changed"]]
+    out += [f"  ~ {e['conversation_id']} split {e['from']} -> {e['to']}" for e in c["split_changed"]]
+    out += [f"  ~ {e['conversation_id']} excluded {e['from'] or '-'} -> {e['to'] or '-'}"
+            for e in c["exclusion_changed"]]
+    for title, changed in (("policy", r["policy_changed"]), ("model", r["model_changed"])):
+        out += [f"{title} {k}: {v['from']!r} -> {v['to']!r}" for k, v in changed.items()]
+
+    def figure(name: str, m: dict) -> str | None:
+        if m["from"] == m["to"]:
+            return None
+        change = "" if m["change"] is None else f" ({m['change']:+g})"
+        return f"  {name}: {m['from'] if m['from'] is not None else '?'} -> {m['to'] if m['to'] is not None else '?'}{change}"
+
+    rows = [figure(f"{fmt} {k}", v) for fmt, t in r["tokens"].items() for k, v in t.items() if "from" in v]
+    rows += [figure(f"{fmt} {dist} {k}", v) for fmt, t in r["tokens"].items()
+             for dist in ("total_tokens", "trainable_tokens") for k, v in t[dist].items()]
+    rows += [figure(f"{s} conversations", v) for s, v in r["splits"]["conversations"].items()]
+    rows += [figure(f"{fmt} {s} lines", v) for fmt, d in r["splits"]["lines"].items() for s, v in d.items()]
+    rows += [figure(f"{fmt} {s} trainable tokens", v) for fmt, d in r["splits"]["trainable_tokens"].items()
+             for s, v in d.items()]
+    rows += [figure(f"excluded {k} turns", v["count"]) for k, v in r["exclusions"].items()]
+    rows += [figure(f"excluded {k} conversations", v) for k, v in r["conversation_exclusions"].items()]
+    rows += [figure(f"duplicates {k}", v) for k, v in r["duplicates"].items()]
+    rows += [figure(f"changes {k}", v) for k, v in r["changes"].items()]
+    rows += [figure("empty coverage cells", r["coverage"]["empty_cells"])]
+    moved = [row for row in rows if row]
+    out += ["figures that moved:", *moved] if moved else ["figures: none moved"]
+    cov = r["coverage"]
+    out += [f"  coverage {e['cell']}: {e['from']} -> {e['to']}" for e in cov["changed_cells"]]
+    out += [f"  filled: {cell}" for cell in cov["filled"]] + [f"  emptied: {cell}" for cell in cov["emptied"]]
+    w = r["warnings"]
+    out += [f"warning added: {code}" for code in w["added"]] + [f"warning resolved: {code}" for code in w["resolved"]]
+    out += [f"note: {note}" for note in r["notes"]]
+    return "\n".join(out)
+
+
 def cmd_regenerate(ctx: Context) -> int:
     """Rebuild one file (FILE_ID) or every stale file (--stale) as a new version, and wait."""
     if ctx.args.stale == bool(ctx.args.file_id):
@@ -454,6 +508,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_number(1, 1000), default=3, help="how many lines (default 3)")
     p.add_argument("--format", choices=("openai", "trl", "axolotl", "sharegpt"), default="openai")
     p.add_argument("--version", type=_number(1, 2**31 - 1))
+    p = add("diff", cmd_diff, "what changed between two versions of a training file (conversations, counts, "
+            "tokens, coverage)")
+    p.add_argument("file_id")
+    p.add_argument("v1", type=_number(1, 2**31 - 1), metavar="V1", help="the version to compare from")
+    p.add_argument("v2", type=_number(1, 2**31 - 1), metavar="V2", help="the version to compare to")
     p = add("regenerate", cmd_regenerate, "rebuild a training file (or every stale one) as a new version",
             pipeline=True)
     p.add_argument("file_id", nargs="?", metavar="FILE_ID", help="the training file to rebuild")

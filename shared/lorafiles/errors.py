@@ -63,6 +63,13 @@ class JobStateError(LorafilesError):
     code, status = "job_state", 409
 
 
+class StoredDataInvalid(LorafilesError):
+    """An object this system stored does not hold what its database record says (checksum, size or
+    shape). The message names the object; nothing is changed. An operator's problem, not the caller's."""
+
+    code, status = "stored_data_invalid", 500
+
+
 class TransientError(LorafilesError):
     """Worth retrying (storage or database hiccup). The state machine retries it with backoff."""
 

@@ -8,6 +8,7 @@ shared `Context`:
 * `service.steps`     — the state machine's steps and compensation (`usecases/steps.py`)
 * `service.reading`   — files, jobs, versions, downloads (`usecases/reading.py`)
 * `service.importing` — local import of enriched files (`usecases/importing.py`)
+* `service.diffing`   — what changed between two versions of a file (`usecases/diffing.py`)
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .db.connect import Database
 from .ports import ObjectStore
 from .usecases.common import (FORMATS, INPUT_BUCKET, OUTPUT_BUCKET, Context, JobStarter, UseCase, artifact_key,
                               execution_name, source_file_of)
+from .usecases.diffing import VersionDiffing
 from .usecases.importing import LocalImport
 from .usecases.jobs import JobStarting
 from .usecases.reading import Reading
@@ -40,6 +42,7 @@ class TrainingFileService(UseCase):
         self.steps = PipelineSteps(self.ctx)
         self.reading = Reading(self.ctx)
         self.importing = LocalImport(self.ctx)
+        self.diffing = VersionDiffing(self.ctx)
 
     # the local server swaps the store for a signing one: every use case sees the new store
     @UseCase.store.setter

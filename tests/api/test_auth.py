@@ -23,6 +23,7 @@ ROUTES = [  # (method, path, body): every operation of the API
     ("GET", "/training-files", None),
     ("GET", "/training-files/00000000-0000-4000-8000-000000000001", None),
     ("GET", "/training-files/00000000-0000-4000-8000-000000000001/download?format=json", None),
+    ("GET", "/training-files/00000000-0000-4000-8000-000000000001/diff?from_version=1&to_version=2", None),
     ("GET", "/jobs/00000000-0000-4000-8000-000000000001", None),
     ("GET", "/conversations", None),
 ]

@@ -32,7 +32,7 @@ def test_every_operation_is_secured_and_declares_its_errors() -> None:
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
     operations = [(path, method, op) for path, item in doc["paths"].items() for method, op in item.items()]
-    assert len(operations) == 8
+    assert len(operations) == 9
     for path, method, op in operations:
         assert op["tags"] and op["operationId"] and op["summary"]
         for status in ("401", "422"):
@@ -41,6 +41,10 @@ def test_every_operation_is_secured_and_declares_its_errors() -> None:
             assert "404" in op["responses"], path
         assert op["responses"]["503"]["content"]["application/json"]["schema"] == error_ref, path  # `transient`
     assert "409" in doc["paths"]["/training-files/{file_id}/conversations"]["post"]["responses"]
+    diff = doc["paths"]["/training-files/{file_id}/diff"]["get"]
+    assert diff["responses"]["500"]["content"]["application/json"]["schema"] == error_ref  # stored_data_invalid
+    assert {p["name"]: p["required"] for p in diff["parameters"]} == {"file_id": True, "from_version": True,
+                                                                      "to_version": True}
     for path in ("/training-files", "/training-files/{file_id}/conversations"):
         accepted = doc["paths"][path]["post"]["responses"]["202"]
         assert accepted["headers"]["Location"]["schema"]["type"] == "string", path

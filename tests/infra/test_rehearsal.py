@@ -348,6 +348,12 @@ def test_browser_creates_a_file_and_downloads_it(world: World):
     with urllib.request.urlopen(link["url"], timeout=30) as resp:  # the presigned URL, from moto S3
         data = resp.read()
     assert hashlib.sha256(data).hexdigest() == link["sha256"] and data.count(b"\n") > 11
+    # the version diff reads the manifest from S3 with the api function's own role
+    diff = world.invoke("api", http_v2("GET", f"/training-files/{file_id}/diff", headers=auth,
+                                       query="from_version=1&to_version=1", route="GET /training-files/{file_id}/diff",
+                                       path_parameters={"file_id": file_id}))
+    assert diff["statusCode"] == 200, diff
+    assert json.loads(diff["body"])["conversations"]["counts"]["unchanged"] == 11
 
 
 def _conversation_ids(world: World) -> list[str]:

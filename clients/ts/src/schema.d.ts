@@ -107,6 +107,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/training-files/{file_id}/diff": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What changed between two versions: conversations added or changed, counts, tokens, coverage */
+        get: operations["diffVersions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/training-files/{file_id}/download": {
         parameters: {
             query?: never;
@@ -228,6 +245,60 @@ export interface components {
              */
             name: string;
             policy?: components["schemas"]["TrainingPolicyRequest"] | null;
+        };
+        /** DiffConversations */
+        DiffConversations: {
+            /**
+             * Added
+             * @description In the second version only, in its member order.
+             */
+            added: components["schemas"]["DiffMember"][];
+            /**
+             * Counts
+             * @description `from`, `to`, `added`, `removed`, `source_changed`, `split_changed`, `exclusion_changed`, `unchanged`.
+             */
+            counts: {
+                [key: string]: number;
+            };
+            /**
+             * Exclusion Changed
+             * @description `{conversation_id, from, to}`.
+             */
+            exclusion_changed: {
+                [key: string]: unknown;
+            }[];
+            /**
+             * Removed
+             * @description In the first version only (when comparing to an older one).
+             */
+            removed: components["schemas"]["DiffMember"][];
+            /**
+             * Source Changed
+             * @description In both, built from different enriched files.
+             */
+            source_changed: components["schemas"]["SourceChange"][];
+            /**
+             * Split Changed
+             * @description `{conversation_id, from, to}`: a split that moved (only when the split policy changed).
+             */
+            split_changed: {
+                [key: string]: unknown;
+            }[];
+        };
+        /** DiffMember */
+        DiffMember: {
+            /** Conversation Id */
+            conversation_id: string;
+            /**
+             * Excluded
+             * @description Why the dataset policy left it out of the splits, if it did.
+             */
+            excluded: string | null;
+            /**
+             * Split
+             * @description `train` or `validation` in the version it is listed from.
+             */
+            split: string | null;
         };
         /** DownloadLink */
         DownloadLink: {
@@ -465,6 +536,25 @@ export interface components {
             ok: boolean;
             /** Problems */
             problems: components["schemas"]["SelectionProblem"][];
+        };
+        /** SourceChange */
+        SourceChange: {
+            /** Conversation Id */
+            conversation_id: string;
+            /** From Sha256 */
+            from_sha256: string;
+            /**
+             * From Source File
+             * @description Only when the file's path changed too.
+             */
+            from_source_file?: string | null;
+            /**
+             * Source File
+             * @description Its enriched file in the later of the two versions.
+             */
+            source_file: string;
+            /** To Sha256 */
+            to_sha256: string;
         };
         /** TrainingFileDetail */
         TrainingFileDetail: {
@@ -715,6 +805,94 @@ export interface components {
             training_pair_count: number;
             /** Version */
             version: number;
+        };
+        /**
+         * VersionDiff
+         * @description Every figure that can move is `{"from", "to", "change"}` (`change` null when a side is unknown).
+         */
+        VersionDiff: {
+            /**
+             * Changes
+             * @description The exports' structural changes and text fixes, by kind.
+             */
+            changes: {
+                [key: string]: unknown;
+            };
+            /**
+             * Conversation Exclusions
+             * @description Conversations the dataset policy excluded, by reason.
+             */
+            conversation_exclusions: {
+                [key: string]: unknown;
+            };
+            conversations: components["schemas"]["DiffConversations"];
+            /**
+             * Coverage
+             * @description Persona x arc x topic cells whose count changed, cells filled and emptied, and the number of empty cells.
+             */
+            coverage: {
+                [key: string]: unknown;
+            };
+            /** Duplicates */
+            duplicates: {
+                [key: string]: unknown;
+            };
+            /**
+             * Exclusions
+             * @description Turns not trained on, by reason: count and trainable tokens.
+             */
+            exclusions: {
+                [key: string]: unknown;
+            };
+            /**
+             * File Id
+             * Format: uuid
+             */
+            file_id: string;
+            /** From Version */
+            from_version: number;
+            /**
+             * Model Changed
+             * @description Target model identity fields that differ.
+             */
+            model_changed: {
+                [key: string]: unknown;
+            };
+            /**
+             * Notes
+             * @description What the diff cannot tell (e.g. a version older than dataset quality).
+             */
+            notes: string[];
+            /**
+             * Policy Changed
+             * @description Policy fields whose value differs: `{from, to}` each.
+             */
+            policy_changed: {
+                [key: string]: unknown;
+            };
+            /**
+             * Splits
+             * @description Conversations, lines and trainable tokens per split.
+             */
+            splits: {
+                [key: string]: unknown;
+            };
+            /** To Version */
+            to_version: number;
+            /**
+             * Tokens
+             * @description Per export format: lines, tokens per epoch, exclusions, trims and the p50/p95/max of total and trainable tokens per example.
+             */
+            tokens: {
+                [key: string]: unknown;
+            };
+            /**
+             * Warnings
+             * @description Dataset warning codes `added` and `resolved`.
+             */
+            warnings: {
+                [key: string]: string[];
+            };
         };
     };
     responses: never;
@@ -1157,6 +1335,78 @@ export interface operations {
             };
             /** @description Invalid request (`invalid_request`, field errors), blocked selection (`selection_blocked`, per-conversation problems in `details`), an Idempotency-Key already used for another request (`idempotency_key_reused`, `details.differs`) or a tampered cursor (`invalid_cursor`). */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A dependency could not be reached, e.g. the signing keys (JWKS) to verify the token (`transient`): retry later. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    diffVersions: {
+        parameters: {
+            query: {
+                /** @description The version to compare from. */
+                from_version: number;
+                /** @description The version to compare to. */
+                to_version: number;
+            };
+            header?: never;
+            path: {
+                file_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The diff from `from_version` to `to_version`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionDiff"];
+                };
+            };
+            /** @description Missing or invalid bearer token (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such file/job for this user (`not_found`): other users' objects are not found. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, field errors), blocked selection (`selection_blocked`, per-conversation problems in `details`), an Idempotency-Key already used for another request (`idempotency_key_reused`, `details.differs`) or a tampered cursor (`invalid_cursor`). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A stored object does not match what the database recorded for it (`stored_data_invalid`; the message names it) or an unexpected error (`internal`). */
+            500: {
                 headers: {
                     [name: string]: unknown;
                 };

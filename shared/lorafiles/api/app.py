@@ -26,7 +26,7 @@ from .auth import get_verifier
 from .cors import cors, is_preflight
 from .models import (AddConversationsRequest, ArtifactFormat, ConversationPage, CreateTrainingFileRequest, DownloadLink,
                      ErrorResponse, JobAccepted, JobStatus, SelectionReport, Text, TrainingFileDetail,
-                     TrainingFileList, ValidateSelectionRequest)
+                     TrainingFileList, ValidateSelectionRequest, VersionDiff)
 
 TITLE = "lorafiles API"
 API_VERSION = "1.0.0"  # of the HTTP contract (docs/openapi.json), not of the package
@@ -157,13 +157,16 @@ def _responses(ok: int, description: str, *errors: int, body: bool = False) -> d
                   "(`selection_blocked`, per-conversation problems in `details`), an Idempotency-Key already "
                   "used for another request (`idempotency_key_reused`, `details.differs`) or a tampered "
                   "cursor (`invalid_cursor`).",
+             500: "A stored object does not match what the database recorded for it (`stored_data_invalid`; "
+                  "the message names it) or an unexpected error (`internal`).",
              503: "A dependency could not be reached, e.g. the signing keys (JWKS) to verify the token "
                   "(`transient`): retry later."}
     out: dict[int, dict[str, Any]] = {ok: {"description": description}}
     if ok == 202:
         out[ok]["headers"] = {"Location": {"description": "The job's URL (`/jobs/{job_id}`), also `links.job`.",
                                            "schema": {"type": "string", "format": "uri-reference"}}}
-    for code in (401, *errors, *((415,) if body else ()), 422, 503):
+    for code in (401, *sorted(e for e in errors if e < 500), *((415,) if body else ()), 422,
+                 *sorted(e for e in errors if e >= 500), 503):
         out[code] = {"description": about[code], "content": {"application/json": {"model": ErrorResponse}}}
     return out
 
@@ -300,6 +303,17 @@ def get_download_link(
 ) -> DownloadLink:
     link = get_service().reading.presign_download(owner(), str(file_id), format, version)
     return {**link, "format": format}
+
+
+@app.get("/training-files/<file_id>/diff", tags=["training-files"], operation_id="diffVersions",
+         summary="What changed between two versions: conversations added or changed, counts, tokens, coverage",
+         responses=_responses(200, "The diff from `from_version` to `to_version`.", 404, 500))
+def diff_versions(
+    file_id: UUID,
+    from_version: Annotated[int, Query(ge=1, le=2**31 - 1, description="The version to compare from.")],
+    to_version: Annotated[int, Query(ge=1, le=2**31 - 1, description="The version to compare to.")],
+) -> VersionDiff:
+    return get_service().diffing.diff(owner(), str(file_id), from_version, to_version)
 
 
 @app.get("/conversations", tags=["conversations"], operation_id="listConversations",

@@ -263,6 +263,54 @@ class DownloadLink(BaseModel):
     sha256: str
 
 
+# ------------------------------------------------------------------------------ version diff
+class DiffMember(BaseModel):
+    conversation_id: str
+    split: str | None = Field(description="`train` or `validation` in the version it is listed from.")
+    excluded: str | None = Field(description="Why the dataset policy left it out of the splits, if it did.")
+
+
+class SourceChange(BaseModel):
+    conversation_id: str
+    source_file: str = Field(description="Its enriched file in the later of the two versions.")
+    from_sha256: str
+    to_sha256: str
+    from_source_file: str | None = Field(default=None, description="Only when the file's path changed too.")
+
+
+class DiffConversations(BaseModel):
+    added: list[DiffMember] = Field(description="In the second version only, in its member order.")
+    removed: list[DiffMember] = Field(description="In the first version only (when comparing to an older one).")
+    source_changed: list[SourceChange] = Field(description="In both, built from different enriched files.")
+    split_changed: list[dict[str, Any]] = Field(description="`{conversation_id, from, to}`: a split that moved "
+                                                            "(only when the split policy changed).")
+    exclusion_changed: list[dict[str, Any]] = Field(description="`{conversation_id, from, to}`.")
+    counts: dict[str, int] = Field(description="`from`, `to`, `added`, `removed`, `source_changed`, "
+                                               "`split_changed`, `exclusion_changed`, `unchanged`.")
+
+
+class VersionDiff(BaseModel):
+    """Every figure that can move is `{"from", "to", "change"}` (`change` null when a side is unknown)."""
+
+    file_id: UUID
+    from_version: int
+    to_version: int
+    conversations: DiffConversations
+    policy_changed: dict[str, Any] = Field(description="Policy fields whose value differs: `{from, to}` each.")
+    model_changed: dict[str, Any] = Field(description="Target model identity fields that differ.")
+    tokens: dict[str, Any] = Field(description="Per export format: lines, tokens per epoch, exclusions, trims and "
+                                               "the p50/p95/max of total and trainable tokens per example.")
+    exclusions: dict[str, Any] = Field(description="Turns not trained on, by reason: count and trainable tokens.")
+    conversation_exclusions: dict[str, Any] = Field(description="Conversations the dataset policy excluded, by reason.")
+    changes: dict[str, Any] = Field(description="The exports' structural changes and text fixes, by kind.")
+    splits: dict[str, Any] = Field(description="Conversations, lines and trainable tokens per split.")
+    duplicates: dict[str, Any]
+    coverage: dict[str, Any] = Field(description="Persona x arc x topic cells whose count changed, cells filled "
+                                                 "and emptied, and the number of empty cells.")
+    warnings: dict[str, list[str]] = Field(description="Dataset warning codes `added` and `resolved`.")
+    notes: list[str] = Field(description="What the diff cannot tell (e.g. a version older than dataset quality).")
+
+
 # ------------------------------------------------------------------------------ conversations
 class ConversationItem(BaseModel):
     conversation_id: str
