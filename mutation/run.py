@@ -48,7 +48,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                 "tests/domain/exports/test_exports_aggregate.py", "tests/tokens/test_tokens_render.py",
                 "tests/domain/test_preview.py", "tests/domain/exports/test_bundle_layout.py",
                 "tests/domain/test_enriched_hostile.py"]),
-    "quality": (["domain/quality/*.py"], ["tests/domain/test_quality_units.py", "tests/domain/test_version_diff.py",
+    "quality": (["domain/quality/*.py"], ["tests/domain/test_quality_units.py", "tests/domain/test_diff_rules.py",
                                           "tests/quality/test_dataset_quality.py", "tests/quality/test_version_diff.py"]),
     "exports": (["domain/exports/*.py"], ["tests/domain/exports", "tests/mutants/test_exports_edges.py"]),
     "tokens": (["tokens/*.py"], ["tests/tokens", "tests/mutants/test_tokens_edges.py"]),
