@@ -47,7 +47,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                 "tests/mutants/test_summary_order.py", "tests/mutants/test_domain_edges.py",
                 "tests/domain/exports/test_exports_aggregate.py", "tests/tokens/test_tokens_render.py",
                 "tests/domain/test_preview.py", "tests/domain/exports/test_bundle_layout.py",
-                "tests/domain/test_enriched_hostile.py"]),
+                "tests/domain/test_enriched_hostile.py", "tests/domain/test_problems.py"]),
     "exports": (["domain/exports/*.py"], ["tests/domain/exports", "tests/mutants/test_exports_edges.py"]),
     "tokens": (["tokens/*.py"], ["tests/tokens", "tests/mutants/test_tokens_edges.py"]),
     "usecases": (["usecases/*.py"], ["tests/mutants/test_steps_guards.py", "tests/mutants/test_jobs_and_import.py",
