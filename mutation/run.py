@@ -47,7 +47,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                 "tests/mutants/test_summary_order.py", "tests/mutants/test_domain_edges.py",
                 "tests/domain/exports/test_exports_aggregate.py", "tests/tokens/test_tokens_render.py",
                 "tests/domain/test_preview.py", "tests/domain/exports/test_bundle_layout.py",
-                "tests/domain/test_enriched_hostile.py"]),
+                "tests/domain/test_enriched_hostile.py", "tests/domain/test_problems.py"]),
     "quality": (["domain/quality/*.py"], ["tests/domain/test_quality_units.py", "tests/domain/test_diff_rules.py",
                                           "tests/quality/test_dataset_quality.py", "tests/quality/test_version_diff.py"]),
     "exports": (["domain/exports/*.py"], ["tests/domain/exports", "tests/mutants/test_exports_edges.py"]),

@@ -70,3 +70,34 @@ def test_a_template_whose_prefixes_do_not_line_up_is_reported_not_guessed():
     # the last message too: its span starts where the prompt before it ends, which must line up
     with pytest.raises(ValueError, match="first 5 messages"):
         marked_render(_Unstable(), MESSAGES, [False, False, False, False, True])
+
+
+class _Plain:
+    """A minimal well-behaved template: `<role>content` per message; the generation prompt is the
+    assistant header, so a prompt rendering is a prefix of the rendering with the reply."""
+
+    id = "plain-template"
+
+    def render(self, messages, *, add_generation_prompt=False):
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + ("<assistant>" if add_generation_prompt else "")
+
+
+PLAIN = [{"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Hi."},
+         {"role": "assistant", "content": "How can I help?"}, {"role": "user", "content": "Bye."}]
+
+
+@pytest.mark.parametrize("trained,text", [
+    # the first message: its span starts at the very beginning (nothing is rendered before it)
+    ([True, False, False, False], "⟦TRAIN⟧<assistant>Hello.⟦/TRAIN⟧<user>Hi.<assistant>How can I help?<user>Bye."),
+    # a later one: after the generation prompt that precedes it, up to where the next message starts
+    ([False, False, True, False], "<assistant>Hello.<user>Hi.<assistant>⟦TRAIN⟧How can I help?⟦/TRAIN⟧<user>Bye."),
+    ([True, False, True, False],
+     "⟦TRAIN⟧<assistant>Hello.⟦/TRAIN⟧<user>Hi.<assistant>⟦TRAIN⟧How can I help?⟦/TRAIN⟧<user>Bye."),
+])
+def test_spans_are_cut_exactly_where_the_template_puts_each_message(trained, text):
+    assert marked_render(_Plain(), PLAIN, trained) == text
+
+
+def test_the_second_to_last_message_ends_where_the_last_one_starts():
+    text = marked_render(_Plain(), PLAIN[:3] + [{"role": "assistant", "content": "More."}], [False, False, True, False])
+    assert text == "<assistant>Hello.<user>Hi.<assistant>⟦TRAIN⟧How can I help?⟦/TRAIN⟧<assistant>More."

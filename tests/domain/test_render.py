@@ -335,3 +335,50 @@ def test_jsonl_id_suffixes_are_distinct_for_any_ids():
         suffixes = jsonl_id_suffixes(ids)
         assert len(set(suffixes.values())) == len(set(ids)), ids
         assert suffixes == jsonl_id_suffixes(ids)  # deterministic
+
+
+@pytest.mark.parametrize("ids,suffixes", [
+    # the first longer prefix that no earlier id of the prefix shares: 9 characters ...
+    (["abcdefghX1", "abcdefghY2"], ["abcdefgh", "abcdefghY"]),
+    # ... up to the whole id
+    (["abcdefghiA", "abcdefghiB"], ["abcdefgh", "abcdefghiB"]),
+    # a prefix ending in "-" is passed over, unless it is the whole id
+    (["abcdefghX", "abcdefgh-Y"], ["abcdefgh", "abcdefgh-Y"]),
+    (["abcdefghX", "abcdefgh-"], ["abcdefgh", "abcdefgh-"]),
+    # an id that is a prefix of an earlier one: "~2", or the next number nobody uses
+    (["abcdefghiZ", "abcdefghi"], ["abcdefgh", "abcdefghi~2"]),
+    (["abcdefghiZ", "abcdefghi~Q", "abcdefghi~2", "abcdefghi"], ["abcdefgh", "abcdefghi~", "abcdefghi~2", "abcdefghi~3"]),
+    (["abcdefghiZ", "abcdefghi~Q", "abcdefghi~2", "abcdefghi~3", "abcdefghi"],
+     ["abcdefgh", "abcdefghi~", "abcdefghi~2", "abcdefghi~3", "abcdefghi~4"]),
+    # ids shorter than 8 characters are their own suffix
+    (["abc", "abcdefghij", "ab"], ["abc", "abcdefgh", "ab"]),
+])
+def test_jsonl_id_suffixes_follow_the_documented_rule_exactly(ids, suffixes):
+    from lorafiles.domain.render import jsonl_id_suffixes
+
+    assert jsonl_id_suffixes(ids) == dict(zip(ids, suffixes))
+
+
+def test_a_repeated_conversation_id_keeps_its_first_suffix_and_the_rest_still_get_theirs():
+    from lorafiles.domain.render import jsonl_id_suffixes
+
+    a, b = "c0ffee00-1111-4111-8111-111111111111", "c0ffee00-2222-4222-8222-222222222222"
+    assert jsonl_id_suffixes([a, a, b, a, b]) == jsonl_id_suffixes([a, b]) == {a: "c0ffee00", b: "c0ffee00-2"}
+
+
+def test_render_fragments_use_the_given_id_suffix():
+    from lorafiles.domain.render import jsonl_records
+
+    cid, blob = generated_blobs(1)[0]
+    parsed = parse_enriched(blob, source="s", conversation_id=cid)
+    sc = parsed.scaffolding()
+    st = conversation_stats(parsed, sc)
+    meta = MemberMeta(conversation_id=cid, source_file="s", created_date=None, batch_id=None, total_turns=st.pairs,
+                      quality_tier=st.quality_tier, scaffolding=sc)
+    pair_ids = [p["id"] for p in targets(json.loads(blob))]
+    _, default = render_fragments(parsed, meta)
+    _, longer = render_fragments(parsed, meta, id_suffix=cid[:10])
+    assert [json.loads(line)["id"] for line in default.splitlines()] == [f"{p}_{cid[:8]}" for p in pair_ids]
+    assert [json.loads(line)["id"] for line in longer.splitlines()] == [f"{p}_{cid[:10]}" for p in pair_ids]
+    assert [r["id"] for r in jsonl_records(parsed, cid, "zz")] == [f"{p}_zz" for p in pair_ids]
+    assert [r["id"] for r in jsonl_records(parsed, cid)] == [f"{p}_{cid[:8]}" for p in pair_ids]

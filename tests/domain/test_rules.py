@@ -192,3 +192,117 @@ def test_download_names_and_content_disposition_carry_no_crlf_or_bidi(name):
         assert "/" not in text.replace("UTF-8''", "")
     assert saved.endswith(".jsonl") and len(saved) > len(".jsonl")
     assert header.startswith('attachment; filename="')
+
+
+# ---------------------------------------------------------------------------- exact messages (issue 14)
+# Clients show these messages as written (and the API docs quote them): each is asserted in full.
+
+def test_ineligibility_reasons_are_worded_exactly():
+    from lorafiles.domain.rules import ineligibility_reason
+
+    assert ineligibility_reason("validated", PATH) == "enrichment_status is 'validated', not 'completed'"
+    assert ineligibility_reason(None, PATH) == "enrichment_status is None, not 'completed'"
+    assert ineligibility_reason("completed", "") == "enriched_file_path is empty"
+    assert ineligibility_reason("completed", None) == "enriched_file_path is empty"
+    assert ineligibility_reason("completed", PATH) is None
+
+
+def test_every_selection_problem_is_worded_exactly():
+    ids = ["ghost", "x", "x", "member", "late"] + [f"c{i}" for i in range(77)]  # 82 ids
+    found = {"x": row(), "member": row(), "late": row(path="")} | {f"c{i}": row() for i in range(77)}
+    problems = check_selection(ids, found, already_in_file=["member"])
+    assert [p.as_dict() for p in problems] == [
+        {"conversation_id": "", "code": "too_many", "message": "82 conversations selected; at most 80 per request"},
+        {"conversation_id": "ghost", "code": "not_found", "message": "no such conversation"},
+        {"conversation_id": "x", "code": "repeated_in_request", "message": "selected more than once in this request"},
+        {"conversation_id": "member", "code": "already_in_file", "message": "already in this training file"},
+        {"conversation_id": "late", "code": "not_eligible", "message": "enriched_file_path is empty"},
+    ]
+
+
+def test_the_empty_selection_problem_names_no_conversation():
+    assert [p.as_dict() for p in check_selection([], {"a": row()})] == [
+        {"conversation_id": "", "code": "empty_selection", "message": "select at least one conversation"}]
+
+
+def _name_problems(name):
+    return [p.model_dump() for p in check_file_name(name)]
+
+
+def _invalid(message):
+    return [{"code": "invalid_name", "message": message, "severity": "error", "field": "name"}]
+
+
+@pytest.mark.parametrize("name,message", [
+    (None, "name must not be empty"),
+    ("  ", "name must not be empty"),
+    ("x" * 256, "name is longer than 255 characters"),
+    ("a\nb", "name must not contain control characters"),
+    ("a\udcffb", "name must not contain unpaired surrogates (not valid Unicode text)"),
+    ("a\u2028b", "name must not contain line or paragraph separators"),
+    ("a\u2029b", "name must not contain line or paragraph separators"),
+    ("a\u202eb", "name must not contain bidirectional control characters"),
+    # every reason once, in alphabetical order, however often and in whatever order they occur
+    ("\udcff\u2028\t\u202e\n\u2066", "name must not contain bidirectional control characters or control characters "
+                                     "or line or paragraph separators or unpaired surrogates (not valid Unicode text)"),
+    ("\u200b\u2800", "name must contain a visible character"),
+])
+def test_file_name_problems_are_worded_exactly_and_name_the_field(name, message):
+    assert _name_problems(name) == _invalid(message)
+
+
+@pytest.mark.parametrize("name", ["X", "XX", "7", "2026", "!", "…", "+", "$", "€", "✓", "a\u0301"])
+def test_a_letter_digit_punctuation_or_symbol_alone_is_a_visible_name(name):
+    # (categories L, N, P and S show something; marks, separators, format and blank symbols do not)
+    assert check_file_name(name) == []
+
+
+@pytest.mark.parametrize("name", ["\u0301", "\u2800", "\u200d", "\u0301\u3000\u2800", "\u0301\u2800\u200b"])
+def test_marks_spaces_blank_symbols_and_format_characters_alone_are_not_visible(name):
+    assert _name_problems(name) == _invalid("name must contain a visible character")
+
+
+def test_runs_of_spaces_count_once_in_the_name_key():
+    assert name_key("  A  \t B\u3000\u00a0C ") == "a b c"
+    assert name_key("a\u200b  \u200bb") == "a b"
+
+
+# ---------------------------------------------------------------------------- download names (issue 14)
+
+@pytest.mark.parametrize("name,extension,saved", [
+    ("Elena v1", "jsonl", "Elena v1.jsonl"),
+    ("Elena v1", "", "Elena v1"),
+    ("XYZ", "json", "XYZ.json"),                                    # nothing else changes
+    ("a\nb\rc\td\x00e", "jsonl", "a_b_c_d_e.jsonl"),                # controls become "_"
+    ("a/b\\c", "json", "a_b_c.json"),                               # path separators too
+    ("evil\u202egnp.exe", "json", "evilgnp.exe.json"),              # bidi controls are dropped ...
+    ("x\u2066y\u2069z\u200fw\u061cv", "", "xyzwv"),
+    ("a\u200bb\u2060c\ufeffd\u00ade", "", "abcde"),                 # ... and so are invisible characters
+    ("a\u0600b\ufff9c\U000110bdd", "", "a_b_c_d"),                  # other format characters become "_"
+    ("a\u2028b\udcffc", "", "a_b_c"),                               # separators, surrogates: "_"
+    ("  many   spaces\u3000here \t", "txt", "many spaces here _.txt"),  # whitespace runs: one space; TAB: "_"
+    ("E\u0301lan", "", "\u00c9lan"),                                 # NFC
+    ("", "jsonl", "training-file.jsonl"),                           # nothing left: a name all the same
+    ("\u200b\u202e", "", "training-file"),
+    (" \u200b ", "json", "training-file.json"),
+])
+def test_download_name_is_the_name_made_safe(name, extension, saved):
+    from lorafiles.domain.rules import download_name
+
+    assert download_name(name, extension) == saved
+    if not extension:
+        assert download_name(name) == saved  # no extension unless asked for
+
+
+@pytest.mark.parametrize("name,header", [
+    ("Elena v1.jsonl", 'attachment; filename="Elena v1.jsonl"'),
+    ('say "hi".json', 'attachment; filename="say \\"hi\\".json"'),
+    ("a\\b\r\nSet-Cookie: x=1", 'attachment; filename="a_b__Set-Cookie: x=1"'),
+    ("Résumé 训练.jsonl", "attachment; filename=\"R?sum? ??.jsonl\"; "
+                         "filename*=UTF-8''R%C3%A9sum%C3%A9%20%E8%AE%AD%E7%BB%83.jsonl"),
+    ('é"/\u202e.json', "attachment; filename=\"?\\\"_.json\"; filename*=UTF-8''%C3%A9%22_.json"),
+])
+def test_content_disposition_is_exact(name, header):
+    from lorafiles.domain.rules import content_disposition
+
+    assert content_disposition(name) == header

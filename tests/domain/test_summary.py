@@ -93,3 +93,18 @@ def test_conversation_stats_count_only_trainable_pairs():
     summary = SummaryAccumulator().extend([s]).quality_summary()
     assert summary == {"avg_quality_score": 3.67, "min_quality_score": 2.0, "max_quality_score": 5.0,
                        "human_reviewed_count": 1, "human_reviewed_percentage": 33.3}
+
+
+def test_a_conversation_without_a_trainable_pair_has_no_quality_and_is_rejected():
+    # (parse_enriched refuses such a file, but its stats stay well defined: nothing to average)
+    doc = generate_conversation("no-targets", turns=4)
+    for p in doc["training_pairs"]:
+        p["target_response"] = None
+    parsed = parse_enriched(orjson.dumps(doc), source="g")
+    assert [e.code for e in parsed.report.errors] == ["no_trainable_pair"] and len(parsed.pairs) == 4
+    s = conversation_stats(parsed, Scaffolding())
+    assert (s.pairs, s.training_pairs, s.quality_sum, s.quality_count) == (4, 0, 0, 0)
+    assert (s.quality_min, s.quality_max, s.quality_score, s.human_reviewed) == (None, None, None, 0)
+    assert s.quality_tier == "rejected"
+    acc = SummaryAccumulator().extend([s, stats([4.0])])
+    assert acc.quality_summary()["min_quality_score"] == acc.quality_summary()["max_quality_score"] == 4.0

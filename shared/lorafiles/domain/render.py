@@ -81,7 +81,7 @@ def jsonl_id_suffixes(conversation_ids: Sequence[str]) -> dict[str, str]:
 
 def _suffix(cid: str, earlier: list[str], used: set[str]) -> str:
     short = cid[:ID_PREFIX]
-    if not earlier and short not in used:
+    if not earlier:  # nobody uses `short`: every other suffix starts with another prefix or is longer
         return short
     for n in range(ID_PREFIX + 1, len(cid) + 1):
         candidate = cid[:n]

@@ -56,6 +56,7 @@ DEFAULT_IGNORABLE = (
 # Unicode Bidi_Control: they reorder how the text around them is displayed (spoofing, "Trojan Source")
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _BLANK_SYMBOLS = frozenset("\u2800")  # BRAILLE PATTERN BLANK: a "symbol" that shows nothing
+_VISIBLE_CATEGORIES = frozenset("LNPS")  # letters, numbers, punctuation, symbols (general category, 1st letter)
 _SPACE_RUNS = re.compile(" {2,}")
 
 
@@ -98,7 +99,7 @@ def _forbidden(char: str) -> str | None:
 
 
 def _visible(char: str) -> bool:
-    return (unicodedata.category(char)[0] in "LNPS" and not is_default_ignorable(char)
+    return (unicodedata.category(char)[0] in _VISIBLE_CATEGORIES and not is_default_ignorable(char)
             and char not in _BLANK_SYMBOLS)
 
 

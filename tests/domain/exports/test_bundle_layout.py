@@ -56,3 +56,41 @@ def test_the_dataset_key_never_has_a_doubled_or_edge_underscore():
         key = _dataset_name(name)
         assert key.startswith("lorafiles_") and key.isascii() and "__" not in key and not key.endswith("_"), name
         assert all(c.islower() or c.isdigit() or c == "_" for c in key), name
+
+
+def _member() -> "bundle.MemberExports":
+    stats = {"tokens": {"openai": [[12, 5], [30, 9]], "trl": [[11, 4]], "axolotl": [], "sharegpt": [[7, 7]]},
+             "lines": {"openai": 2, "trl": 1, "axolotl": 0, "sharegpt": 1},
+             "exclusions": [], "trims": [], "changes": {"role_inferred": 1}}
+    lines = {"openai": b'{"messages":[1]}\n{"messages":[2]}\n', "trl": b'{"prompt":"p"}\n', "axolotl": b"",
+             "sharegpt": b'{"conversations":[]}\n'}
+    return bundle.MemberExports(conversation_id="c0ffee00", lines=lines, stats=stats)
+
+
+def test_pack_puts_the_sections_one_after_another_in_the_fixed_order():
+    import orjson
+
+    member = _member()
+    blob, layout = bundle.pack(member)
+    report = orjson.dumps(member.report_entry(), option=orjson.OPT_SORT_KEYS)
+    assert bundle.SECTIONS == ("openai", "trl", "axolotl", "sharegpt", "report")
+    assert list(layout) == list(bundle.SECTIONS)
+    assert layout == {"openai": [0, 34], "trl": [34, 15], "axolotl": [49, 0], "sharegpt": [49, 21],
+                      "report": [70, len(report)]}
+    assert blob == member.lines["openai"] + member.lines["trl"] + member.lines["sharegpt"] + report
+    for name in bundle.SECTIONS:
+        expected = report if name == "report" else member.lines[name]
+        assert bundle.section(blob, layout, name) == expected
+    # the report section is the entry with sorted keys, so the same member always packs to the same bytes
+    assert orjson.loads(bundle.section(blob, layout, "report")) == member.report_entry()
+    assert list(orjson.loads(bundle.section(blob, layout, "report"))) == sorted(member.report_entry())
+    assert bundle.pack(_member()) == (blob, layout)
+
+
+def test_the_out_of_range_message_gives_the_span_and_the_size():
+    with pytest.raises(ValueError) as err:
+        bundle.section(BLOB, {"trl": [5, 6]}, "trl")
+    assert str(err.value) == "exports bundle section 'trl' [5, 11) is outside its 10 bytes"
+    with pytest.raises(ValueError) as err:
+        bundle.section(BLOB, {"trl": [3]}, "trl")
+    assert str(err.value) == "exports bundle layout has no [offset, length] for section 'trl': [3]"
