@@ -63,6 +63,17 @@ def io_pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def _forget_pool_in_child() -> None:
+    """A forked child inherits the pool object but none of its threads (a fork copies only the
+    calling thread): work submitted to it would wait forever. The child builds its own on first use."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 def bounded_map(fn: Callable[[Any], Any], items: list[Any], max_workers: int) -> Iterator[Any]:
     """`fn` over `items` on the shared pool, results in order, at most `max_workers` in flight."""
     pool, pending = io_pool(), deque()
