@@ -54,14 +54,22 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # through steps.py, so one group over usecases/*.py would run them all for every mutant)
     "steps": (["usecases/steps.py", "usecases/publish.py"],
               ["tests/mutants/test_steps_guards.py", "tests/mutants/test_parallel_batches.py",
-               "tests/mutants/test_steps_publish.py", "tests/core"]),
+               "tests/mutants/test_steps_publish.py", "tests/core/test_core_versions.py"]),
     "jobs": (["usecases/jobs.py", "usecases/importing.py", "usecases/common.py"],
              ["tests/mutants/test_steps_guards.py", "tests/mutants/test_jobs_and_import.py",
               "tests/mutants/test_jobs_start.py", "tests/core"]),
     "reading": (["usecases/reading.py", "usecases/dataset_files.py", "usecases/diffing.py"],
                 ["tests/mutants/test_reading.py", "tests/quality/test_version_diff.py", "tests/core"]),
+    # (every test reaches the repository: the pipeline's own tests, the schema's, and the
+    # maintenance tests that use its staleness and recovery queries; not the corpus build)
     "repository": (["db/repository.py"], ["tests/mutants/test_repository_guards.py",
-                                          "tests/mutants/test_steps_guards.py", "tests/db", "tests/core"]),
+                                          "tests/mutants/test_steps_guards.py", "tests/mutants/test_steps_publish.py",
+                                          "tests/mutants/test_parallel_batches.py", "tests/db",
+                                          "tests/core/test_core_versions.py", "tests/core/test_core_import.py",
+                                          "tests/core/test_core_selection_blocked.py", "tests/events/test_reap.py",
+                                          "tests/events/test_stale_and_regenerate.py",
+                                          "tests/events/test_stale_vs_other_jobs.py",
+                                          "tests/events/test_enrichment_events.py"]),
 }
 # Code that is not product logic: the seeded sample generator (test data; tests/domain/test_samples.py)
 NOT_MUTATED = ["domain/samples.py", "*/__init__.py"]

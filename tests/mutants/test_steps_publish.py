@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections import Counter
+from datetime import timezone
 from typing import Any
 
 import pytest
@@ -206,6 +208,14 @@ def test_a_huge_state_machine_error_is_stored_bounded(kit: Kit):
 def test_a_published_version_is_what_the_database_says_it_is(kit: Kit):
     ids = kit.conversations(3)
     job = kit.start(kind="create", conversation_ids=ids, name="Ünïcode Review — 2026!")
+    uploaded: dict[str, str] = {}
+    put_file = kit.store.put_file
+
+    def recording(bucket: str, key: str, path: Any, content_type: str = "?") -> None:
+        uploaded[key] = content_type
+        put_file(bucket, key, path, content_type=content_type)
+
+    kit.store.put_file = recording
     file_id = kit.run(job)["file_id"]
     f, [v], members = kit.file(file_id), kit.service.reading.show_file(OWNER, file_id)["versions"], kit.members(file_id)
     assert [m["conversation_id"] for m in members] == ids and [m["position"] for m in members] == [1, 2, 3]
@@ -220,6 +230,7 @@ def test_a_published_version_is_what_the_database_says_it_is(kit: Kit):
         assert (a["size"], a["sha256"], a["lines"]) == (len(data[name]), hashlib.sha256(data[name]).hexdigest(),
                                                          data[name].count(b"\n")), name
     assert kit.outputs(f"{file_id}/v1/") == {a["path"] for a in artifacts.values()}
+    assert uploaded == {a["path"]: ARTIFACTS[name][1] for name, a in artifacts.items()}  # each with its type
     for fmt in ("json", "jsonl"):
         assert (v[f"{fmt}_path"], v[f"{fmt}_size"], v[f"{fmt}_sha256"]) == (
             artifacts[fmt]["path"], artifacts[fmt]["size"], artifacts[fmt]["sha256"])
@@ -236,6 +247,12 @@ def test_a_published_version_is_what_the_database_says_it_is(kit: Kit):
     assert meta["vertical"] == "financial_planning_consultant" == f["vertical"]
     assert doc["consultant_profile"] == f["consultant_profile"] and doc["consultant_profile"]
     assert meta["quality_summary"] == f["quality_summary"] == v["quality_summary"]
+    assert meta["scaffolding_distribution"] == f["scaffolding_distribution"] == v["scaffolding_distribution"]
+    assert sum(meta["scaffolding_distribution"]["personas"].values()) == 3
+    row = kit.job(job)
+    assert meta["created_date"] == f["created_at"].astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    assert meta["last_updated"] == row["created_at"].astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    assert meta["target_model"] == f["target_model"] == v["policy"]["target_model"] == "mistral-7b-instruct-v0.2"
     lines = [json.loads(x) for x in data["jsonl"].splitlines()]
     assert lines[0]["_meta"]["total_pairs"] == len(lines) - 1 == meta["total_training_pairs"]
 
@@ -264,6 +281,8 @@ def test_a_published_version_is_what_the_database_says_it_is(kit: Kit):
     assert all(c["exports"] for c in report["conversations"])
     assert report["summary"]["conversations"] == 3 and report["summary"]["blocking_errors"] == 0
     assert report["summary"]["exports"] == v["export_summary"]
+    warned = Counter(w["code"] for m in members for w in m["warnings"])
+    assert report["summary"]["source_warnings_by_code"] == dict(warned) and warned
     assert "dataset_quality" in report
 
     # the LLaMA-Factory dataset key, and the file row and the job pointing at all of it
@@ -297,8 +316,9 @@ def test_generate_run_again_after_publishing_returns_the_same_version(kit: Kit):
 
 
 def test_generate_of_an_unknown_job_is_not_found(kit: Kit):
-    with pytest.raises(NotFound):
-        kit.service.steps.generate(str(uuid.uuid4()))
+    job_id = str(uuid.uuid4())
+    with pytest.raises(NotFound, match=f"job {job_id} not found"):
+        kit.service.steps.generate(job_id)
 
 
 def test_generate_before_every_batch_is_staged_publishes_nothing(kit: Kit):
