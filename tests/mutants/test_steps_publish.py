@@ -72,6 +72,21 @@ def test_compensating_an_add_under_a_new_policy_leaves_the_file_exactly_as_it_wa
     assert kit.run(kit.start(kind="add", conversation_ids=[new], file_id=file_id))["version"] == 2
 
 
+def test_compensating_an_add_to_a_file_with_several_versions_keeps_every_version(kit: Kit):
+    file_id = kit.create(kit.conversations(1))
+    kit.run(kit.start(kind="add", conversation_ids=kit.conversations(1), file_id=file_id))
+    kit.run(kit.start(kind="add", conversation_ids=kit.conversations(1), file_id=file_id))
+    before = objects(kit, file_id)
+    assert {k.split("/")[2] for k in before} == {"fragments", "v1", "v2", "v3"}
+    job = kit.start(kind="add", conversation_ids=kit.conversations(1), file_id=file_id)
+    kit.stage(job)
+    kit.service.steps.compensate(job, {"Error": "States.TaskFailed", "Cause": "generate crashed"})
+    assert objects(kit, file_id) == before
+    for version in (1, 2, 3):
+        a = kit.service.reading.artifact(OWNER, file_id, "json", version=version)
+        assert kit.store.get(OUTPUT_BUCKET, a["key"])
+
+
 def test_compensating_a_create_that_made_its_file_deletes_it_and_frees_the_name(kit: Kit):
     job = kit.start(kind="create", conversation_ids=kit.conversations(3), name="Freed Name")
     file_id = kit.stage(job)["file_id"]
@@ -456,3 +471,97 @@ def test_a_state_machine_error_is_bounded_at_its_limits():
         assert (err["code"] == "E" * n) == (n <= 200) and (err["message"] == "c" * (n * 10)) == (n * 10 <= 2000)
     assert error_from_state_machine({"Error": "E" * 200, "Cause": "c" * 2000}) == {
         "code": "E" * 200, "message": "c" * 2000, "details": None}
+    one_over = error_from_state_machine({"Error": "E" * 201, "Cause": "c" * 2001})
+    assert len(one_over["code"]) <= 200 and len(one_over["message"]) <= 2000
+
+
+def test_while_its_version_uploads_the_job_says_it_is_generating(kit: Kit):
+    job = kit.start(kind="create", conversation_ids=kit.conversations(1), name="generating")
+    kit.stage(job)
+    seen: list[tuple[str, str]] = []
+    kit.store.before_put_file = lambda bucket, key: seen.append((kit.job(job)["status"], kit.job(job)["step"]))
+    kit.service.steps.generate(job)
+    assert seen and set(seen) == {("running", "generate")}
+
+
+def _in_thread(fn):
+    import threading
+
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            out["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+def test_a_job_failed_by_another_transaction_while_it_publishes_is_not_published(kit: Kit):
+    """The reaper fails the job (its transaction holds the job row) while generate uploads its
+    artifacts: generate's publishing transaction waits for it, then sees the job failed."""
+    import threading
+    import time
+
+    import psycopg
+
+    file_id = kit.create(kit.conversations(1))
+    job = kit.start(kind="add", conversation_ids=kit.conversations(1), file_id=file_id)
+    kit.stage(job)
+    reaper = psycopg.connect(kit.url)
+    committer: list[threading.Thread] = []
+
+    def reap(bucket: str, key: str) -> None:
+        kit.store.before_put_file = None
+        reaper.execute("update lora_training_jobs set status = 'failed', step = 'compensated' where id = %s", (job,))
+
+        def commit_later() -> None:
+            time.sleep(3)  # generate has reached the job row by then
+            reaper.commit()
+
+        committer.append(threading.Thread(target=commit_later))
+        committer[0].start()
+
+    kit.store.before_put_file = reap
+    try:
+        with pytest.raises(JobStateError, match="no longer running"):
+            kit.service.steps.generate(job)
+    finally:
+        for t in committer:
+            t.join(30)
+        reaper.close()
+    row = kit.job(job)
+    assert (row["status"], row["published_version"]) == ("failed", None)
+    assert kit.file(file_id)["current_version"] == 1 and kit.versions(file_id) == [1]
+
+
+def test_a_file_marked_stale_while_a_version_publishes_stays_stale(kit: Kit):
+    """A source changed (the file row is marked stale in another transaction) while an add
+    publishes: the publish waits for the mark and keeps it."""
+    import time
+
+    file_id = kit.create(kit.conversations(1))
+    job = kit.start(kind="add", conversation_ids=kit.conversations(1), file_id=file_id)
+    kit.stage(job)
+    with connect(kit.url) as marker:
+        [mark] = Repository(marker).mark_stale([file_id])
+        t, out = _in_thread(lambda: kit.service.steps.generate(job))
+        time.sleep(3)
+        marker.commit()
+    t.join(60)
+    assert out.get("result", {}).get("version") == 2, out
+    f = kit.file(file_id)
+    assert (f["status"], f["stale_since"], f["current_version"]) == ("stale", mark["stale_since"], 2)
+
+
+def test_a_file_whose_version_moved_without_a_version_row_is_not_published_over(kit: Kit):
+    file_id = kit.create(kit.conversations(1))
+    job = kit.start(kind="add", conversation_ids=kit.conversations(1), file_id=file_id)
+    kit.stage(job)
+    sql(kit, "update lora_training_files set current_version = 2 where id = %s", file_id)
+    with pytest.raises(JobStateError, match="moved to version 2 meanwhile"):
+        kit.service.steps.generate(job)
+    assert kit.versions(file_id) == [1] and kit.job(job)["status"] == "running"
