@@ -565,3 +565,38 @@ def test_a_file_whose_version_moved_without_a_version_row_is_not_published_over(
     with pytest.raises(JobStateError, match="moved to version 2 meanwhile"):
         kit.service.steps.generate(job)
     assert kit.versions(file_id) == [1] and kit.job(job)["status"] == "running"
+
+
+def test_compensation_removes_fragments_a_batch_wrote_but_never_staged(kit: Kit):
+    """A batch stores its fragments first and then stages them; one that crashed in between left
+    objects no row names. Compensation finds them by listing the file's fragments."""
+    file_id = kit.create(kit.conversations(1))
+    before = objects(kit, file_id)
+    job = kit.start(kind="add", conversation_ids=kit.conversations(2), file_id=file_id)
+    kit.stage(job)
+    sql(kit, "delete from lora_training_job_items where job_id = %s", job)  # (the staging never committed)
+    assert len(objects(kit, file_id)) == len(before) + 6
+    kit.service.steps.compensate(job)
+    assert objects(kit, file_id) == before
+
+
+def test_a_job_ends_at_the_real_time_whatever_the_local_time_zone(kit: Kit, monkeypatch):
+    import time
+    from datetime import datetime, timedelta
+
+    job = kit.start(kind="create", conversation_ids=kit.conversations(1), name="time zones")
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+5:30: a naive local clock would be hours off
+    time.tzset()
+    try:
+        kit.service.steps.compensate(job)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert abs(kit.job(job)["finished_at"] - datetime.now(timezone.utc)) < timedelta(minutes=5)
+
+
+def test_a_failure_without_a_message_is_reported_without_one(kit: Kit):
+    job = kit.start(kind="create", conversation_ids=kit.conversations(1), name="no message")
+    kit.service.steps.record_failure(job, JobStateError(""))
+    out = kit.service.steps.compensate(job)
+    assert out["error"] == {"code": kit.job(job)["error"]["code"], "message": ""}
