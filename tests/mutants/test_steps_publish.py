@@ -600,3 +600,11 @@ def test_a_failure_without_a_message_is_reported_without_one(kit: Kit):
     kit.service.steps.record_failure(job, JobStateError(""))
     out = kit.service.steps.compensate(job)
     assert out["error"] == {"code": kit.job(job)["error"]["code"], "message": ""}
+
+
+@pytest.mark.parametrize("length", [500, 501])
+def test_the_task_result_carries_at_most_500_characters_of_the_message(kit: Kit, length: int):
+    job = kit.start(kind="create", conversation_ids=kit.conversations(1), name=f"message {length}")
+    out = kit.service.steps.compensate(job, {"Error": "X", "Cause": "w" * length})
+    assert kit.job(job)["error"]["message"] == "w" * length  # the job row keeps it whole
+    assert len(out["error"]["message"]) <= 500 and (out["error"]["message"] == "w" * length) == (length <= 500)
