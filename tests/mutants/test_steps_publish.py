@@ -608,3 +608,14 @@ def test_the_task_result_carries_at_most_500_characters_of_the_message(kit: Kit,
     out = kit.service.steps.compensate(job, {"Error": "X", "Cause": "w" * length})
     assert kit.job(job)["error"]["message"] == "w" * length  # the job row keeps it whole
     assert len(out["error"]["message"]) <= 500 and (out["error"]["message"] == "w" * length) == (length <= 500)
+
+
+def test_a_job_and_file_from_before_training_policies_publish_under_the_deployment_default(kit: Kit):
+    job = kit.start(kind="create", conversation_ids=kit.conversations(2), name="legacy policy")
+    file_id = kit.stage(job)["file_id"]
+    sql(kit, "update lora_training_jobs set policy = null where id = %s", job)
+    sql(kit, "update lora_training_files set policy = '{}' where id = %s", file_id)
+    assert kit.service.steps.generate(job)["version"] == 1
+    default = kit.service.settings.default_policy(target_model=kit.file(file_id)["target_model"])
+    [v] = kit.service.reading.show_file(OWNER, file_id)["versions"]
+    assert v["policy"] == default.model_dump(mode="json")
