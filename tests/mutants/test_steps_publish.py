@@ -610,8 +610,11 @@ def test_the_task_result_carries_at_most_500_characters_of_the_message(kit: Kit,
     assert len(out["error"]["message"]) <= 500 and (out["error"]["message"] == "w" * length) == (length <= 500)
 
 
-def test_a_job_and_file_from_before_training_policies_publish_under_the_deployment_default(kit: Kit):
-    job = kit.start(kind="create", conversation_ids=kit.conversations(2), name="legacy policy")
+@pytest.mark.parametrize("model", [None, "qwen2.5-7b-instruct"])
+def test_a_job_and_file_from_before_training_policies_publish_under_the_deployment_default(kit: Kit, model):
+    """(the default for the file's target model: a legacy file of another model keeps it)"""
+    job = kit.start(kind="create", conversation_ids=kit.conversations(2), name="legacy policy",
+                    policy={"target_model": model} if model else None)
     file_id = kit.stage(job)["file_id"]
     sql(kit, "update lora_training_jobs set policy = null where id = %s", job)
     sql(kit, "update lora_training_files set policy = '{}' where id = %s", file_id)
@@ -619,3 +622,19 @@ def test_a_job_and_file_from_before_training_policies_publish_under_the_deployme
     default = kit.service.settings.default_policy(target_model=kit.file(file_id)["target_model"])
     [v] = kit.service.reading.show_file(OWNER, file_id)["versions"]
     assert v["policy"] == default.model_dump(mode="json")
+
+
+def test_a_store_without_sync_publishes_all_the_same(kit: Kit):
+    """Object stores that are durable on PUT (S3, Supabase) have no sync()."""
+    class DurableOnPut:
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            if name == "sync":
+                raise AttributeError(name)
+            return getattr(self._inner, name)
+
+    kit.store.inner = DurableOnPut(kit.store.inner)
+    job = kit.start(kind="create", conversation_ids=kit.conversations(1), name="no sync")
+    assert kit.run(job)["version"] == 1
