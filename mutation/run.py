@@ -52,10 +52,26 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                                           "tests/quality/test_dataset_quality.py", "tests/quality/test_version_diff.py"]),
     "exports": (["domain/exports/*.py"], ["tests/domain/exports", "tests/mutants/test_exports_edges.py"]),
     "tokens": (["tokens/*.py"], ["tests/tokens", "tests/mutants/test_tokens_edges.py"]),
-    "usecases": (["usecases/*.py"], ["tests/mutants/test_steps_guards.py", "tests/mutants/test_jobs_and_import.py",
-                                     "tests/core"]),
+    # the use cases, in three groups (each with the tests that drive it; every pipeline test goes
+    # through steps.py, so one group over usecases/*.py would run them all for every mutant)
+    "steps": (["usecases/steps.py", "usecases/publish.py"],
+              ["tests/mutants/test_steps_guards.py", "tests/mutants/test_parallel_batches.py",
+               "tests/mutants/test_steps_publish.py", "tests/core/test_core_versions.py"]),
+    "jobs": (["usecases/jobs.py", "usecases/importing.py", "usecases/common.py"],
+             ["tests/mutants/test_steps_guards.py", "tests/mutants/test_jobs_and_import.py",
+              "tests/mutants/test_jobs_start.py", "tests/core"]),
+    "reading": (["usecases/reading.py", "usecases/dataset_files.py", "usecases/diffing.py"],
+                ["tests/mutants/test_reading.py", "tests/quality/test_version_diff.py", "tests/core"]),
+    # (every test reaches the repository: the pipeline's own tests, the schema's, and the
+    # maintenance tests that use its staleness and recovery queries; not the corpus build)
     "repository": (["db/repository.py"], ["tests/mutants/test_repository_guards.py",
-                                          "tests/mutants/test_steps_guards.py", "tests/db", "tests/core"]),
+                                          "tests/mutants/test_steps_guards.py", "tests/mutants/test_steps_publish.py",
+                                          "tests/mutants/test_parallel_batches.py", "tests/db",
+                                          "tests/core/test_core_versions.py", "tests/core/test_core_import.py",
+                                          "tests/core/test_core_selection_blocked.py", "tests/events/test_reap.py",
+                                          "tests/events/test_stale_and_regenerate.py",
+                                          "tests/events/test_stale_vs_other_jobs.py",
+                                          "tests/events/test_enrichment_events.py"]),
 }
 # Code that is not product logic: the seeded sample generator (test data; tests/domain/test_samples.py)
 NOT_MUTATED = ["domain/samples.py", "*/__init__.py"]
@@ -112,17 +128,24 @@ def prepare(group: str) -> Path:
     return work
 
 
-def run_group(group: str, children: int, env: dict[str, str], retest: bool = False) -> int:
+def run_group(group: str, children: int, env: dict[str, str], retest: bool = False,
+              only: list[str] | None = None) -> int:
     # mutmut keeps a mutant's result while its function is unchanged; after new tests, name the
-    # survivors explicitly to test them again (--retest-survivors)
+    # survivors explicitly to test them again (--retest-survivors). `only` (mutant name patterns,
+    # fnmatch) tests just those mutants, e.g. one function of a large module at a time.
     before = results(group)
-    again = [k for statuses in before.values() for k, s in statuses.items() if s not in KILLED] if retest else []
+    named = [k for statuses in before.values() for k, s in statuses.items()
+             if (not retest or s not in KILLED) and (not only or any(fnmatch(k, p) for p in only))]
+    again = named if retest else list(only or [])
     work = prepare(group)
-    if retest:  # mutmut forgets the results of the mutants it was not asked to test: keep the kills
-        kept = sorted(k for statuses in before.values() for k, s in statuses.items() if s in KILLED)
-        (work / "killed-before-retest.json").write_text(json.dumps(kept))
+    if retest or only:  # mutmut forgets the results of the mutants it was not asked to test: keep them
+        chosen = set(named)
+        kept = {k: s for statuses in before.values() for k, s in statuses.items()
+                if k not in chosen and s != "not checked"}
+        (work / "kept-before-run.json").write_text(json.dumps(kept, sort_keys=True))
     else:
-        (work / "killed-before-retest.json").unlink(missing_ok=True)
+        (work / "kept-before-run.json").unlink(missing_ok=True)
+    (work / "killed-before-retest.json").unlink(missing_ok=True)  # (the older, kills-only form)
     print(f"\n=== {group}: mutating {', '.join(GROUPS[group][0])}; tests {' '.join(GROUPS[group][1])}", flush=True)
     mutmut = Path(sys.executable).with_name("mutmut")
     log = work / "mutmut.log"
@@ -141,12 +164,15 @@ def results(group: str) -> dict[str, dict[str, str]]:
     base = WORK / group / "mutants" / PKG
     if not base.is_dir():
         return out
-    kept_file = WORK / group / "killed-before-retest.json"
-    kept = set(json.loads(kept_file.read_text())) if kept_file.exists() else set()
+    kept_file = WORK / group / "kept-before-run.json"
+    kept: dict[str, str] = json.loads(kept_file.read_text()) if kept_file.exists() else {}
+    old_file = WORK / group / "killed-before-retest.json"
+    if old_file.exists():
+        kept.update({k: "killed" for k in json.loads(old_file.read_text())})
     for meta in sorted(base.rglob("*.py.meta")):
         module = meta.relative_to(base).as_posix()[:-len(".meta")]
         data = json.loads(meta.read_text())
-        out[module] = {k: ("killed" if k in kept and STATUS.get(v) == "not checked" else STATUS.get(v, "suspicious"))
+        out[module] = {k: (kept[k] if k in kept and STATUS.get(v) == "not checked" else STATUS.get(v, "suspicious"))
                        for k, v in data["exit_code_by_key"].items()}
     return out
 
@@ -201,6 +227,8 @@ def main() -> int:
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--retest-survivors", action="store_true",
                     help="test the last run's survivors again (mutmut keeps results of unchanged code)")
+    ap.add_argument("--only", action="append", metavar="PATTERN",
+                    help="test only the mutants whose names match (fnmatch; repeatable), keeping the other results")
     ap.add_argument("--children", type=int, default=int(os.environ.get("MUTATE_CHILDREN", "2")))
     args = ap.parse_args()
     if args.list:
@@ -227,7 +255,7 @@ def main() -> int:
                 env["DATABASE_URL"] = stack.enter_context(embedded_server(base / "pgdata", cleanup_mode="delete"))
                 _fast_cluster(env["DATABASE_URL"])
             for group in python_groups:
-                if run_group(group, args.children, env, retest=args.retest_survivors) != 0:
+                if run_group(group, args.children, env, retest=args.retest_survivors, only=args.only) != 0:
                     runs_ok = False  # a group whose mutmut run failed fails the target, whatever its old results say
             if "migrations" in wanted:
                 sql_ok = subprocess.call([sys.executable, str(ROOT / "mutation" / "listed.py"), "--sql"],

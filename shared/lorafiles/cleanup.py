@@ -22,7 +22,7 @@ from typing import Any
 
 SCRATCH_PREFIX = "lorafiles-scratch-"
 _SCRATCH_RE = re.compile(rf"^{SCRATCH_PREFIX}(\d+)-")
-_FRAGMENT_RE = re.compile(r"^[0-9a-f]{20}\.jsonl?$")  # <sha256[:20]>.json|.jsonl, as staging names them
+_FRAGMENT_RE = re.compile(r"^[0-9a-f]{20}\.(?:json|jsonl|exports)$")  # <sha256[:20]>.json|.jsonl|.exports, as staging names them
 _live: set[str] = set()
 _lock = threading.Lock()
 
