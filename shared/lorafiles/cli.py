@@ -38,8 +38,12 @@ class Context:
         self.owner = args.owner
         self.json = args.json
 
+    @property
+    def shows_progress(self) -> bool:
+        return bool(not self.json and sys.stderr.isatty() or os.environ.get("LORAFILES_PROGRESS"))
+
     def progress(self, text: str) -> None:
-        if not self.json and sys.stderr.isatty() or os.environ.get("LORAFILES_PROGRESS"):
+        if self.shows_progress:
             print(text, file=sys.stderr, flush=True)
 
 
@@ -139,7 +143,10 @@ def _run_job(ctx: Context, job: dict[str, Any]) -> int:
             shown.append(line)
             ctx.progress(line)
 
-    desc = ctx.machine.wait(job["execution_arn"], timeout=3600, poll=0.2, on_poll=report_progress)
+    # progress is read from the job row only when it is shown; wait() returns as soon as the
+    # execution ends either way (not at the next poll)
+    desc = ctx.machine.wait(job["execution_arn"], timeout=3600, poll=0.2,
+                            on_poll=report_progress if ctx.shows_progress else None)
     job = ctx.service.reading.get_job(ctx.owner, job_id)
     if job["status"] != "succeeded":
         err = job["error"] or _execution_error(desc)

@@ -79,6 +79,59 @@ def _lazy_moto_batch() -> None:
     setattr(sys.modules["moto"], "batch", package)
 
 
+class _Terminations:
+    """Wakes the runners when moto's interpreter ends an execution (its worker's `terminated()`
+    hook, after the status and stop date are set), so that `wait` and the watcher react at once
+    instead of at their next poll; polling stays as the fallback."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.changed = threading.Condition()
+        self._users = 0
+        self._original: Callable[..., Any] | None = None
+
+    def install(self) -> None:
+        from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication as comm
+
+        with self.changed:
+            self._users += 1
+            if self._original is not None:
+                return
+            self._original = original = comm.terminated
+
+            def terminated(this: Any) -> None:
+                try:
+                    original(this)
+                finally:
+                    with self.changed:
+                        self.generation += 1
+                        self.changed.notify_all()
+
+            comm.terminated = terminated
+
+    def uninstall(self) -> None:
+        from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication as comm
+
+        with self.changed:
+            self._users -= 1
+            if self._users == 0 and self._original is not None:
+                comm.terminated = self._original
+                self._original = None
+
+    def wait_after(self, generation: int, timeout: float, stop: threading.Event | None = None) -> None:
+        """Until an execution ends after `generation` was read, `stop` is set, or `timeout` seconds."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.generation != generation or (stop is not None and stop.is_set()),
+                                  timeout=max(0.0, timeout))
+
+    def wake(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+
+_terminations = _Terminations()
+
+
 def function_arn(name: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lorafiles-local-{name}"
 
@@ -258,6 +311,9 @@ class LocalStateMachine:
         self._original_invoke = LambdaSimpleBackend.invoke
         LambdaSimpleBackend.invoke = invoke
         self._reuse_lambda_clients()
+        self._invoke_directly()
+        self._memoise_json_paths()
+        _terminations.install()
         self.client = boto3.client("stepfunctions", region_name=REGION, aws_access_key_id="local",
                                    aws_secret_access_key="local")
         definition = orjson.dumps(load_definition(self.retry_scale, timeouts=self.timeouts)).decode()
@@ -285,9 +341,47 @@ class LocalStateMachine:
         self._original_client_for = build
         leu.boto_client_for = cached
 
+    def _memoise_json_paths(self) -> None:
+        """The interpreter parses every JSONPath of the ASL (`$.job_id`, `$.Payload.batches`, the
+        ResultPaths...) each time a state evaluates it, building a new PLY parser each time (~0.5 ms
+        of CPU per path, dozens per execution). Parsed paths are immutable: keep them."""
+        import functools
+
+        from moto.stepfunctions.parser.asl.component.common.path import result_path
+        from moto.stepfunctions.parser.asl.utils import json_path
+
+        self._original_parsers = [(module, module.parse) for module in (json_path, result_path)]
+        for module, parse in self._original_parsers:
+            module.parse = functools.lru_cache(maxsize=1024)(parse)
+
+    def _invoke_directly(self) -> None:
+        """The interpreter's `arn:aws:states:::lambda:invoke` integration calls Lambda through a
+        boto3 client and moto's Lambda service (request signing, routing, serialising: ~4 ms of
+        CPU per task). Hand the task's parameters to the handlers instead, answering what Lambda's
+        Invoke answers (StatusCode, FunctionError, the payload as the interpreter decodes it); the
+        ASL's Parameters, ResultSelector, Retry and Catch are evaluated by the interpreter as before."""
+        import io
+
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils as leu
+
+        runner = self
+
+        def invoke(parameters: dict, region: str, state_credentials: Any = None) -> dict[str, Any]:
+            headers: dict[str, str] = {}
+            out = runner._dispatch(str(parameters["FunctionName"]), parameters.get("Payload"), headers)
+            response: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST",
+                                        "Payload": leu._from_payload(io.BytesIO(out))}
+            if "x-amz-function-error" in headers:
+                response["FunctionError"] = headers["x-amz-function-error"]
+            return response
+
+        self._original_invoke_function = leu._invoke_lambda_function
+        leu._invoke_lambda_function = invoke
+
     def close(self) -> None:
         if self._watcher is not None:
             self._stop_watch.set()
+            _terminations.wake()
             self._watcher.join(timeout=30)
             self._watcher = None
         if self._mock is not None:
@@ -297,6 +391,10 @@ class LocalStateMachine:
 
             LambdaSimpleBackend.invoke = self._original_invoke
             leu.boto_client_for = self._original_client_for
+            leu._invoke_lambda_function = self._original_invoke_function
+            for module, parse in self._original_parsers:
+                module.parse = parse
+            _terminations.uninstall()
             self._mock.stop()
             self._mock = None
 
@@ -347,7 +445,12 @@ class LocalStateMachine:
 
     # --- what EventBridge does in AWS: executions that ended uncompensated ----------------
     def _watch(self) -> None:
-        while not self._stop_watch.wait(0.2):
+        generation = _terminations.generation
+        while not self._stop_watch.is_set():
+            _terminations.wait_after(generation, 0.5, self._stop_watch)  # woken when an execution ends
+            generation = _terminations.generation
+            if self._stop_watch.is_set():
+                return
             with self._lock:
                 pending = list(self._started)
             for arn in pending:
@@ -383,6 +486,7 @@ class LocalStateMachine:
         while True:
             if on_poll is not None:
                 on_poll()
+            generation = _terminations.generation
             desc = self.client.describe_execution(executionArn=execution_arn)
             if desc["status"] != "RUNNING":
                 # Like Lambda, an invocation whose Map already failed runs to its end: let it finish.
@@ -392,7 +496,7 @@ class LocalStateMachine:
                 return desc
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution {execution_arn} still running after {timeout}s")
-            time.sleep(poll)
+            _terminations.wait_after(generation, poll)  # returns as soon as an execution ends
 
     def stop(self, execution_arn: str, error: str, cause: str) -> None:
         try:

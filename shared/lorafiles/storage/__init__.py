@@ -24,6 +24,8 @@ __all__ = [
     "SupabaseObjectStore",
     "get_many",
     "make_store",
+    "put_files",
+    "put_many",
 ]
 
 
@@ -106,19 +108,34 @@ def get_many(
     return dict(zip(unique, bounded_map(read, unique, max_workers)))
 
 
-def put_many(store: ObjectStore, bucket: str, objects: Mapping[str, bytes], max_workers: int = 8) -> None:
-    """Write ``objects`` ({key: bytes}) with at most ``max_workers`` concurrent ``put`` calls;
-    the first failure is raised once every write has finished."""
-    if not objects:
-        return
+def _all_then_first_failure(fn: Callable[[Any], None], items: list[Any], max_workers: int) -> None:
+    """`fn` over `items` on the shared pool; the first failure is raised once every call has finished."""
 
-    def write(item: tuple[str, bytes]) -> BaseException | None:
+    def run(item: Any) -> BaseException | None:
         try:
-            store.put(bucket, item[0], item[1])
+            fn(item)
         except Exception as exc:  # noqa: BLE001 - raised below, after the others finished
             return exc
         return None
 
-    failures = [e for e in bounded_map(write, list(objects.items()), max_workers) if e is not None]
+    failures = [e for e in bounded_map(run, items, max_workers) if e is not None]
     if failures:
         raise failures[0]
+
+
+def put_many(store: ObjectStore, bucket: str, objects: Mapping[str, bytes], max_workers: int = 8) -> None:
+    """Write ``objects`` ({key: bytes}) with at most ``max_workers`` concurrent ``put`` calls;
+    the first failure is raised once every write has finished."""
+    if objects:
+        _all_then_first_failure(lambda item: store.put(bucket, item[0], item[1]), list(objects.items()),
+                                max_workers)
+
+
+def put_files(store: ObjectStore, bucket: str, files: Iterable[tuple[str, Any, str | None]],
+              max_workers: int = 8) -> None:
+    """Upload ``files`` ((key, local path, content type) each) with at most ``max_workers``
+    concurrent ``put_file`` calls; the first failure is raised once every upload has finished."""
+    items = list(files)
+    if items:
+        _all_then_first_failure(lambda f: store.put_file(bucket, f[0], f[1], content_type=f[2]), items,
+                                max_workers)

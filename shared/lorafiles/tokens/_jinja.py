@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from importlib import resources
@@ -75,8 +76,37 @@ class ChatTemplate:
         env.globals["raise_exception"] = _raise_exception
         env.globals["strftime_now"] = _strftime_now
         self._template = env.from_string(self.text)
+        # Token counting renders the same message lists again and again (each trained turn's
+        # prompt and closed prefix, each export line's window): keep recent renders. A template
+        # that reads the clock (`strftime_now`) is rendered every time.
+        self._memo: dict[Any, str] | None = None if "strftime_now" in self.text else {}
+        self._memo_chars = 0
+        self._memo_lock = threading.Lock()
+
+    MEMO_CHARS = 1_000_000  # rendered characters kept (the memo is emptied when it would hold more)
 
     def render(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = False) -> str:
+        memo = self._memo
+        if memo is None:
+            return self._render(messages, add_generation_prompt)
+        try:
+            key = (bool(add_generation_prompt), tuple(tuple(m.items()) for m in messages))
+            hash(key)
+        except (TypeError, AttributeError):  # unhashable values, or not mappings: render as given
+            return self._render(messages, add_generation_prompt)
+        text = memo.get(key)
+        if text is None:
+            text = self._render(messages, add_generation_prompt)
+            with self._memo_lock:
+                if self._memo_chars + len(text) > self.MEMO_CHARS:
+                    memo.clear()
+                    self._memo_chars = 0
+                if key not in memo:
+                    memo[key] = text
+                    self._memo_chars += len(text)
+        return text
+
+    def _render(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool) -> str:
         from jinja2.exceptions import TemplateError
 
         chat = [dict(m) for m in messages]

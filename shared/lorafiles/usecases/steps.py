@@ -26,7 +26,7 @@ from ..domain.summary import ConversationStats, SummaryAccumulator, conversation
 from ..errors import (ConversationsInvalid, InvalidRequest, JobStateError, LorafilesError, NameTaken, NotFound,
                       SelectionBlocked, TransientError)
 from ..ports import ChatModel, ObjectNotFound
-from ..storage import get_many, put_many
+from ..storage import get_many, put_files, put_many
 from ..tokens import get_model
 from .common import (ARTIFACTS, INPUT_BUCKET, OUTPUT_BUCKET, UseCase, artifact_key, blocked_message,
                      selection_problems, source_file_of)
@@ -133,10 +133,12 @@ class PipelineSteps(UseCase):
         file_id = str(job["file_id"])
         policy = job_policy(job, None, self.settings)
         model = get_model(policy.target_model)
-        blobs = get_many(self.store, INPUT_BUCKET, [rows[c]["enriched_file_path"] for c in fresh],
-                         max_workers=self.settings.read_concurrency)
+        # the whole batch in one round trip (it is held in memory at once anyway); a batch of a
+        # huge job (plan_batches grows the size) is still bounded by the shared pool's threads
+        reads = max(self.settings.read_concurrency, len(batch))
+        blobs = get_many(self.store, INPUT_BUCKET, [rows[c]["enriched_file_path"] for c in fresh], max_workers=reads)
         stored = get_many(self.store, OUTPUT_BUCKET, [members[c]["json_fragment_key"] for c in rerender],
-                          max_workers=self.settings.read_concurrency)
+                          max_workers=reads)
         reports: list[ConversationReport] = []
         items: list[dict[str, Any]] = []
         for offset, cid in enumerate(batch):
@@ -305,7 +307,11 @@ class PipelineSteps(UseCase):
             written = writer.finish()
             for name, a in written.items():
                 a["path"] = artifact_key(owner, file_id, version, name)
-                self.store.put_file(OUTPUT_BUCKET, a["path"], Path(tmp) / a["file"], content_type=a["content_type"])
+            # every artifact at once (each one its own round trip against S3), all finished before
+            # anything below points the database at them
+            put_files(self.store, OUTPUT_BUCKET, [(a["path"], Path(tmp) / a["file"], a["content_type"])
+                                                  for a in written.values()],
+                      max_workers=max(self.settings.read_concurrency, len(written)))
         # Durability lives here: the artifacts are fsynced as they are stored (put_file), and the
         # fragments the members point at (written unsynced by the batches) once, now, before the
         # database publishes the version. Object stores that are durable on PUT have no sync().

@@ -132,3 +132,13 @@ def test_lone_surrogates_are_an_error_and_never_reach_serialisation():
     assert r.stats["checks"]["invalid_unicode"] == 1
     assert r.lines["openai"] == b""
     assert invalid_unicode("fine — ok →") is None
+
+
+def test_control_characters_finds_exactly_unicode_category_cc_less_newline_cr_and_tab():
+    import sys
+    import unicodedata
+
+    every = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF)
+    expected = sorted(f"U+{ord(c):04X}" for c in every if unicodedata.category(c) == "Cc" and c not in "\n\r\t")
+    assert control_characters(every) == expected and len(expected) == 62
+    assert control_characters("a\x7fb\x00c\x9f\x85") == ["U+0000", "U+007F", "U+0085", "U+009F"]

@@ -52,10 +52,15 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _grams(ws: list[str], n: int) -> Iterable[str]:
+    """The word n-grams of `ws` in order (none when it has fewer than n words)."""
+    return map(" ".join, zip(*(ws[k:] for k in range(n))))
+
+
 def _shingles(ws: list[str]) -> list[str]:
     if len(ws) < SHINGLE:
         return ws or [""]
-    return [" ".join(ws[i:i + SHINGLE]) for i in range(len(ws) - SHINGLE + 1)]
+    return list(_grams(ws, SHINGLE))
 
 
 class DuplicateFinder:
@@ -101,7 +106,7 @@ class DuplicateFinder:
                 self._lsh.insert(index, sig)
             if ws:
                 self._openers[" ".join(ws[:OPENER_WORDS])] += 1
-            self._phrases.update({" ".join(ws[i:i + PHRASE_WORDS]) for i in range(len(ws) - PHRASE_WORDS + 1)})
+            self._phrases.update(set(_grams(ws, PHRASE_WORDS)))
             if len(self._phrases) > _PHRASE_KEYS_MAX:  # lossy counting: phrases seen once are dropped
                 self._phrases = Counter({k: c for k, c in self._phrases.items() if c > 1})
                 self._phrases_pruned += 1
