@@ -293,13 +293,19 @@ def test_same_real_inputs_give_byte_identical_outputs(real, shared_fixtures):
     assert again.json == real.json and again.jsonl == real.jsonl
 
 
-def test_fragment_rendering_is_deterministic():
+def _one_generated_member():
+    """(conversation id, enriched bytes, parsed, its member metadata) of one generated conversation."""
     cid, blob = generated_blobs(1)[0]
     parsed = parse_enriched(blob, source="s", conversation_id=cid)
     sc = parsed.scaffolding()
     st = conversation_stats(parsed, sc)
     meta = MemberMeta(conversation_id=cid, source_file="s", created_date=None, batch_id=None, total_turns=st.pairs,
                       quality_tier=st.quality_tier, scaffolding=sc)
+    return cid, blob, parsed, meta
+
+
+def test_fragment_rendering_is_deterministic():
+    cid, blob, parsed, meta = _one_generated_member()
     assert render_fragments(parsed, meta) == render_fragments(parse_enriched(blob, source="s", conversation_id=cid), meta)
 
 
@@ -369,12 +375,7 @@ def test_a_repeated_conversation_id_keeps_its_first_suffix_and_the_rest_still_ge
 def test_render_fragments_use_the_given_id_suffix():
     from lorafiles.domain.render import jsonl_records
 
-    cid, blob = generated_blobs(1)[0]
-    parsed = parse_enriched(blob, source="s", conversation_id=cid)
-    sc = parsed.scaffolding()
-    st = conversation_stats(parsed, sc)
-    meta = MemberMeta(conversation_id=cid, source_file="s", created_date=None, batch_id=None, total_turns=st.pairs,
-                      quality_tier=st.quality_tier, scaffolding=sc)
+    cid, blob, parsed, meta = _one_generated_member()
     pair_ids = [p["id"] for p in targets(json.loads(blob))]
     _, default = render_fragments(parsed, meta)
     _, longer = render_fragments(parsed, meta, id_suffix=cid[:10])
