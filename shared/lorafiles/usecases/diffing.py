@@ -45,7 +45,7 @@ class VersionDiffing(UseCase):
             raise StoredDataInvalid(f"{label}: not JSON ({exc})") from None
         if not isinstance(doc, dict):
             raise StoredDataInvalid(f"{label}: the manifest is not a JSON object")
-        described = (doc.get("file") or {}) if isinstance(doc.get("file"), dict) else {}
+        described = doc["file"] if isinstance(doc.get("file"), dict) else {}
         if described.get("id") != file_id or described.get("version") != version:
             raise StoredDataInvalid(f"{label}: the manifest describes file {described.get('id')!r} version "
                                     f"{described.get('version')!r}")
