@@ -39,4 +39,6 @@ def test_the_owner_gets_the_diff_of_two_versions_and_nobody_else(api: Api) -> No
         bad = client.get(f"/training-files/{file_id}/diff", query=query)
         assert bad.status == 422 and bad.error["code"] == "invalid_request", (query, bad.body)
         assert field in orjson.dumps(bad.error["details"]).decode(), (query, bad.error)
+    not_uuid = client.get("/training-files/not-a-uuid/diff", query={"from_version": 1, "to_version": 2})
+    assert not_uuid.status == 422 and "file_id" in orjson.dumps(not_uuid.error["details"]).decode()
     assert api.anonymous.get(f"/training-files/{file_id}/diff", query={"from_version": 1, "to_version": 2}).status == 401

@@ -112,7 +112,7 @@ def test_a_file_too_small_for_a_validation_conversation_says_so():
 
 
 def test_the_result_table_of_a_worked_example():
-    # f = 1/2 over two strata: A A B A B B (ids chosen so the hash does not matter: see below)
+    # f = 1/2 over two strata, in the order A A B A B B; the rule's answer comes from reference_split
     a = SplitAssigner(0.5, "s")
     order = [("a1", "A"), ("a2", "A"), ("b1", "B"), ("a3", "A"), ("b2", "B"), ("b3", "B")]
     got = [a.assign(c, s) for c, s in order]

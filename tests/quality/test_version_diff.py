@@ -150,7 +150,14 @@ def test_only_the_owner_gets_a_diff_and_missing_versions_are_named(hh: Harness, 
         hh.service.diffing.diff(OWNER, str(uuid.uuid4()), 1, 2)
 
 
-@pytest.mark.parametrize("tamper", ["flip a byte", "truncate", "other version's manifest", "not json"])
+def _edited_member(manifest: bytes) -> bytes:
+    doc = json.loads(manifest)
+    doc["members"][0]["source_sha256"] = "0" * 64
+    return orjson.dumps(doc)
+
+
+@pytest.mark.parametrize("tamper", ["flip a byte", "truncate", "other version's manifest", "not json",
+                                    "a member's checksum edited"])
 def test_a_stored_manifest_that_does_not_match_its_record_is_refused_naming_it(hh: Harness, tamper: str):
     ids = hh.generate(2)
     file_id = str(create_file(hh, ids[:1], name=f"tamper {uuid.uuid4().hex[:8]}")["file_id"])
@@ -159,12 +166,15 @@ def test_a_stored_manifest_that_does_not_match_its_record_is_refused_naming_it(h
     good = hh.store.get(OUTPUT_BUCKET, a["key"])
     other = hh.store.get(OUTPUT_BUCKET, hh.service.reading.artifact(OWNER, file_id, "manifest", 1)["key"])
     bad = {"flip a byte": good[:100] + bytes([good[100] ^ 1]) + good[101:], "truncate": good[:-10],
-           "other version's manifest": other, "not json": b"\xff" * len(good)}[tamper]
+           "other version's manifest": other, "not json": b"\xff" * len(good),
+           # still a valid manifest of this file and version: only the recorded checksum tells
+           "a member's checksum edited": _edited_member(good)}[tamper]
     hh.store.put(OUTPUT_BUCKET, a["key"], bad)
     listing = hh.storage_listing()
     with pytest.raises(StoredDataInvalid) as err:
         hh.service.diffing.diff(OWNER, file_id, 1, 2)
     assert err.value.message.startswith(f"manifest.json of version 2 of training file {file_id}: ")
+    assert "does not match the size and sha256 recorded when the version was published" in err.value.message
     assert hh.storage_listing() == listing  # nothing was changed
     # the checksum is what catches it; with the record made to match, the content checks still name it
     if tamper in ("other version's manifest", "not json"):
@@ -177,6 +187,21 @@ def test_a_stored_manifest_that_does_not_match_its_record_is_refused_naming_it(h
             hh.service.diffing.diff(OWNER, file_id, 1, 2)
         expected = ("the manifest describes file" if tamper == "other version's manifest" else "not JSON")
         assert expected in err.value.message and f"version 2 of training file {file_id}" in err.value.message
+
+
+def test_a_recorded_size_beyond_any_manifest_is_refused_before_reading(hh: Harness, three_versions,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    from lorafiles.usecases import diffing
+
+    file_id = three_versions["file_id"]
+    assert hh.service.reading.artifact(OWNER, file_id, "manifest", 1)["size"] > 10
+    monkeypatch.setattr(diffing, "MAX_MANIFEST_BYTES", 10)
+    reads: list[str] = []
+    monkeypatch.setattr(type(hh.store), "get", lambda self, bucket, key: reads.append(key) or b"")
+    with pytest.raises(StoredDataInvalid, match=f"^manifest.json of version 1 of training file {file_id}: its "
+                                                "recorded size [0-9]+ is not that of a manifest$"):
+        hh.service.diffing.diff(OWNER, file_id, 1, 2)
+    assert reads == []
 
 
 def test_lorafiles_diff_prints_the_same_diff_and_refuses_bad_arguments(hh: Harness, three_versions,
@@ -203,7 +228,9 @@ def test_lorafiles_diff_prints_the_same_diff_and_refuses_bad_arguments(hh: Harne
     for args, message in ((["diff", file_id, "0", "2"], "argument V1: 0 is not between 1 and 2147483647"),
                           (["diff", file_id, "1", "x"], "argument V2: invalid number value: 'x'"),
                           (["diff", file_id, "1", "9"], f"error: training file {file_id} has no version 9"),
-                          (["diff", file_id, "1", "2", "--owner", OTHER], f"error: training file {file_id} not found")):
+                          (["diff", file_id, "1", "2", "--owner", OTHER], f"error: training file {file_id} not found"),
+                          (["diff", "not-a-uuid", "1", "2"], "error: training file not-a-uuid not found"),
+                          (["diff", file_id, "1", "2", "--owner", "../etc"], "is not a user id")):
         bad = run_cli([*args, *([] if "--owner" in args else ["--owner", OWNER])], home=home,
                       database_url=module_db_url, env=env)
         assert bad.code == 1 and message in bad.err, (args, bad.err)
