@@ -59,6 +59,11 @@ def open_context(args: argparse.Namespace, *, pipeline: bool) -> Iterator[Contex
         store = settings.store()
     except ValueError as exc:  # a malformed LORAFILES_* variable
         raise LorafilesError(f"configuration: {exc}") from None
+    if pipeline:  # moto's interpreter and the handlers load while the database starts
+        from .pipeline.local import preload
+        from .tokens import get_model
+
+        preload(lambda: get_model(settings.default_policy().target_model))
     with database_url() as url:
         apply_migrations(url)
         db = Database(url, reuse=True)

@@ -191,16 +191,68 @@ class LambdaContext:
 
 
 _modules: dict[str, ModuleType] = {}
+_modules_lock = threading.Lock()
 
 
 def load_handler(function: str) -> Callable[[dict, Any], Any]:
-    if function not in _modules:
-        path = FUNCTIONS_DIR / function / "handler.py"
-        spec = importlib.util.spec_from_file_location(f"lorafiles_fn_{function.replace('-', '_')}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _modules[function] = module
-    return _modules[function].handler
+    module = _modules.get(function)
+    if module is None:
+        with _modules_lock:  # once per process, even when preload() and the interpreter race for it
+            module = _modules.get(function)
+            if module is None:
+                path = FUNCTIONS_DIR / function / "handler.py"
+                spec = importlib.util.spec_from_file_location(f"lorafiles_fn_{function.replace('-', '_')}", path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                _modules[function] = module
+    return module.handler
+
+
+# what open() and an execution import: moto's interpreter with the service models its parser
+# and Lambda backend load (~930 modules), then the handlers
+_PRELOAD_MODULES = (
+    "boto3", "moto", "moto.awslambda_simple.models", "moto.stepfunctions.responses",
+    "moto.stepfunctions.parser.models", "moto.stepfunctions.parser.backend.execution",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
+    "moto.stepfunctions.parser.asl.component.common.path.result_path",
+    "moto.stepfunctions.parser.asl.utils.json_path",
+)
+_preloading: threading.Thread | None = None
+
+
+def preload(*warm: Callable[[], Any]) -> None:
+    """Import, in a background thread, what `LocalStateMachine.open` and the handlers will import
+    (moto's interpreter is about 0.5 s of CPU), then run `warm` (e.g. load a tokenizer), so that a
+    command's other start-up work overlaps it: the embedded PostgreSQL starting, the migration
+    check, the selection's validation. Nothing is started (no mock, no execution); `open` waits
+    for it. A failure here is ignored: `open` imports again and reports it. Once per process."""
+    global _preloading
+    with _modules_lock:
+        if _preloading is not None:
+            return
+
+        def work() -> None:
+            try:
+                import moto  # noqa: F401  (the package first: _lazy_moto_batch registers beside it)
+
+                _lazy_moto_batch()
+                for name in _PRELOAD_MODULES:
+                    importlib.import_module(name)
+                for function in FUNCTIONS.values():
+                    load_handler(function)
+                for fn in warm:
+                    fn()
+            except Exception:  # noqa: BLE001 - open() and the handlers import again, and say why
+                logging.getLogger(__name__).debug("preload failed", exc_info=True)
+
+        _preloading = threading.Thread(target=work, name="lorafiles-preload", daemon=True)
+        _preloading.start()
+
+
+def _preloaded() -> None:
+    thread = _preloading
+    if thread is not None:
+        thread.join()
 
 
 # ------------------------------------------------------------------ who runs an execution
@@ -290,6 +342,7 @@ class LocalStateMachine:
         self.close()
 
     def open(self) -> None:
+        _preloaded()
         _lazy_moto_batch()
         import boto3
         from moto import mock_aws
