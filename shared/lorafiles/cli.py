@@ -613,6 +613,9 @@ def _fast_exit(code: int) -> None:
     with moto loaded costs more than a second. A failing flush falls back to the normal exit."""
     import logging
 
+    from .prestart import release
+
+    release()  # a server started for this command that it never used (a usage error)
     try:
         logging.shutdown()
         sys.stdout.flush()

@@ -66,3 +66,35 @@ def test_last_user_stops_the_server_even_after_a_killed_user(tmp_path: Path):
         if proc is not None:  # never leave a server behind, whatever failed above
             os.kill(proc.pid, signal.SIGINT)
             _wait_gone(pgdata)
+
+
+def _lorafiles(args: list[str], home: Path) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).parent / "lorafiles"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "LORAFILES_OWNER")}
+    env["LORAFILES_HOME"] = str(home)
+    return subprocess.run([str(script), *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_command_starts_the_server_early_and_a_usage_error_leaves_none_running(tmp_path: Path):
+    """`lorafiles` starts the embedded PostgreSQL while its command line loads (issue 11). A command
+    that never reaches the database (a usage error) stops the server it started; `--help` starts
+    none; a real command takes the early server over, works, and stops it on exit."""
+    home = tmp_path / "home"
+    pgdata = home / "pgdata"
+
+    helped = _lorafiles(["--help"], home)
+    assert helped.returncode == 0 and "create" in helped.stdout
+    assert not pgdata.exists()  # --help never starts a server
+
+    bad = _lorafiles(["create"], home)  # no name: a usage error, after the server was started
+    assert bad.returncode == 1, bad.stderr
+    assert "required: name" in bad.stderr and "Traceback" not in bad.stderr
+    assert (pgdata / "PG_VERSION").exists()  # the early start happened (the cluster was made) ...
+    assert _wait_gone(pgdata, timeout=10), "a usage error left the early-started server running"
+
+    listed = _lorafiles(["list", "--json"], home)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []  # a fresh home: no files yet
+    assert _wait_gone(pgdata, timeout=10), "the server outlived the command that used it"
+    handles = pgdata / ".handle_pids.json"
+    assert not handles.exists() or json.loads(handles.read_text() or "[]") == []

