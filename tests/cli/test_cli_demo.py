@@ -42,6 +42,7 @@ def test_demo_on_the_embedded_default(home: Path, tmp_path: Path):
     r = run_cli(["demo", "--json"], home=home, database_url=None)
     r.no_traceback()
     assert r.code == 0, r.err
+    assert "Warning" not in r.err, r.err  # (Powertools' empty-metrics warning once showed on every run)
     result = r.json
     json_path, jsonl_path = Path(result["json"]), Path(result["jsonl"])
     assert json_path.is_file() and jsonl_path.is_file()

