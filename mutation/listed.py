@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MIG = "migrations/20260101000300_training_files.sql"
 T = "tests/mutants/"
+BUCKET = "migrations/20261202000400_training_files_bucket.sql"
+STORAGE = "tests/supabase/test_storage_bucket.py::"
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,18 @@ MUTANTS = [
     Mutant("versions-immutable-trigger", MIG, "  BEFORE UPDATE ON public.lora_training_file_versions\n",
            "  BEFORE UPDATE ON public.lora_training_files\n",
            ("tests/db/test_rls.py::test_versions_are_immutable_even_for_the_owner",)),
+    # --- migrations: the training-files bucket and its storage.objects read policy (Supabase) -----------
+    Mutant("storage-policy-any-bucket", BUCKET, "USING (bucket_id = 'training-files' AND split_part(",
+           "USING (split_part(", (STORAGE + "test_a_user_reads_only_objects_under_their_own_folder",)),
+    Mutant("storage-policy-prefix", BUCKET, "split_part(name, '/', 1) = (SELECT auth.uid())::text);\n",
+           "name LIKE (SELECT auth.uid())::text || '%');\n",
+           (STORAGE + "test_a_user_reads_only_objects_under_their_own_folder",)),
+    Mutant("storage-policy-anon", BUCKET, "ON storage.objects FOR SELECT TO authenticated\n",
+           "ON storage.objects FOR SELECT TO authenticated, anon\n",
+           (STORAGE + "test_a_user_reads_only_objects_under_their_own_folder",)),
+    Mutant("storage-bucket-public", BUCKET, "VALUES ('training-files', 'training-files', false, size_limit",
+           "VALUES ('training-files', 'training-files', true, size_limit",
+           (STORAGE + "test_bucket_is_private_with_the_allowed_types_of_every_artifact",)),
     # --- repository -------------------------------------------------------------------------------------
     Mutant("batch-done-distinct", "shared/lorafiles/db/repository.py", "array(select distinct unnest(",
            "array(select unnest(", (T + "test_steps_guards.py::test_a_retried_batch_is_recorded_once",)),

@@ -55,6 +55,8 @@ def test_a_user_reads_only_objects_under_their_own_folder(supabase_project):
     assert objects_visible_to(url, "authenticated", BOB) == [f"training-files:{BOB}/f2/v1/training.jsonl"]
     assert objects_visible_to(url, "authenticated", None) == []
     assert objects_visible_to(url, "anon", None) == []
+    # the policy is for signed-in users only: the anon role reads nothing even with a user's id in its claims
+    assert objects_visible_to(url, "anon", ALICE) == []
 
 
 def test_reapplying_rewrites_nothing_and_restores_changed_settings(supabase_project):
