@@ -54,9 +54,12 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "tokens": (["tokens/*.py"], ["tests/tokens", "tests/mutants/test_tokens_edges.py"]),
     # the use cases, in three groups (each with the tests that drive it; every pipeline test goes
     # through steps.py, so one group over usecases/*.py would run them all for every mutant)
-    "steps": (["usecases/steps.py", "usecases/publish.py"],
+    "steps": (["usecases/steps.py"],
               ["tests/mutants/test_steps_guards.py", "tests/mutants/test_parallel_batches.py",
                "tests/mutants/test_steps_publish.py", "tests/core/test_core_versions.py"]),
+    # publication's writer on its own: the step-by-step publication tests and the writer's own
+    # (every pipeline test runs the writer; with all of them each survivor cost minutes)
+    "publish": (["usecases/publish.py"], ["tests/mutants/test_steps_publish.py", "tests/mutants/test_publish_writer.py"]),
     "jobs": (["usecases/jobs.py", "usecases/importing.py", "usecases/common.py"],
              ["tests/mutants/test_steps_guards.py", "tests/mutants/test_jobs_and_import.py",
               "tests/mutants/test_jobs_start.py", "tests/core"]),

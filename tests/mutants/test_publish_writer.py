@@ -1,0 +1,172 @@
+"""Publication's writer driven by hand (issue 14): the members a real job staged (PostgreSQL, the
+local store) are written by `VersionWriter` the way `PipelineSteps.generate` writes them, then
+the edges a pipeline run never shows are taken one at a time: a stored bundle that does not fit
+its layout, statistics that disagree with the export files, an empty writer, the read-ahead
+window against a store that answers out of order."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lorafiles.db.connect import connect
+from lorafiles.db.repository import Repository
+from lorafiles.domain.exports import EXPORT_FORMATS, ExportAccumulator
+from lorafiles.domain.render import FileHeader
+from lorafiles.domain.summary import ConversationStats, SummaryAccumulator
+from lorafiles.service import OUTPUT_BUCKET
+from lorafiles.tokens import get_model
+from lorafiles.usecases.common import ARTIFACTS
+from lorafiles.usecases.publish import READ_AHEAD, VersionWriter, model_identity, read_members, stream_members
+from lorafiles.usecases.steps import job_policy
+
+from stepkit import make_kit
+
+
+@pytest.fixture
+def staged(db_url, tmp_path_factory) -> dict[str, Any]:
+    """A create of three conversations, staged (every batch) but not generated."""
+    kit = make_kit(db_url, tmp_path_factory.mktemp("writer"))
+    ids = kit.conversations(3)
+    job_id = kit.start(kind="create", conversation_ids=ids, name="writer by hand")
+    kit.stage(job_id)
+    job = kit.job(job_id)
+    with connect(kit.url) as conn:
+        repo = Repository(conn)
+        f = repo.file(str(job["file_id"]))
+        entries = list(repo.version_entries(str(job["file_id"]), job_id))
+    policy = job_policy(job, f, kit.service.steps.settings)
+    members = list(stream_members(kit.store, entries))
+    yield {"kit": kit, "ids": ids, "job": job, "file": f, "policy": policy, "members": members}
+    kit.service.db.close()
+
+
+def writer_for(staged: dict[str, Any], folder: Path, members: list | None = None,
+               figures: dict[str, Any] | None = None) -> VersionWriter:
+    members = staged["members"] if members is None else members
+    acc, exports, warnings = SummaryAccumulator(), ExportAccumulator(), Counter()
+    for entry, *_ in members:
+        acc.add(ConversationStats.from_row(entry))
+        exports.add(entry["export_stats"])
+        warnings.update(w["code"] for w in entry["warnings"])
+    f, policy = staged["file"], staged["policy"]
+    header = FileHeader(file_name=f["name"], file_version=1, created_date="2026-12-03T00:00:00Z",
+                        last_updated="2026-12-03T00:00:00Z", target_model=policy.target_model, vertical=None,
+                        total_conversations=acc.conversations, total_training_pairs=acc.training_pairs,
+                        total_turns=acc.pairs, quality_summary=acc.quality_summary(),
+                        scaffolding_distribution=acc.scaffolding_distribution(), consultant_profile={})
+    return VersionWriter(folder, file_id=str(f["id"]), version=1, header=header, policy=policy,
+                         model=get_model(policy.target_model), export_figures=figures or exports.result(),
+                         source_warnings=warnings)
+
+
+def test_the_writer_names_each_artifact_with_its_bytes_and_counts_every_line(staged, tmp_path: Path):
+    writer = writer_for(staged, tmp_path)
+    for member in staged["members"]:
+        writer.add(*member)
+    written = writer.finish()
+    assert set(written) == set(ARTIFACTS) and writer.members == 3
+    for name, a in written.items():
+        data = (tmp_path / a["file"]).read_bytes()
+        assert (a["file"], a["content_type"]) == ARTIFACTS[name]
+        assert (a["size"], a["lines"]) == (len(data), data.count(b"\n")), name
+    doc = json.loads((tmp_path / "training.json").read_bytes())
+    assert [c["conversation_metadata"]["conversation_id"] for c in doc["conversations"]] == staged["ids"]
+    jsonl = (tmp_path / "training.jsonl").read_bytes().splitlines()
+    assert json.loads(jsonl[0])["_meta"]["total_pairs"] == len(jsonl) - 1
+    manifest = json.loads((tmp_path / written["manifest"]["file"]).read_bytes())
+    assert manifest["member_count"] == 3 and [m["conversation_id"] for m in manifest["members"]] == staged["ids"]
+    assert manifest["model"] == model_identity(get_model(staged["policy"].target_model))
+    assert manifest["builder"]["name"] == "lorafiles"
+    assert manifest["file"] == {"id": str(staged["file"]["id"]), "name": "writer by hand", "version": 1,
+                                "last_updated": "2026-12-03T00:00:00Z"}
+    assert manifest["text_fixes"]["fix_literal_escapes"] == staged["policy"].fix_literal_escapes
+    report = json.loads((tmp_path / written["report"]["file"]).read_bytes())
+    assert [c["conversation_id"] for c in report["conversations"]] == staged["ids"]
+    assert report["model"] == manifest["model"] and report["version"] == 1
+    assert report["policy"] == manifest["policy"] == staged["policy"].model_dump(mode="json")
+    for fmt in EXPORT_FORMATS:  # each export holds exactly the members' sections, in order
+        assert manifest["tokens"][fmt]["lines"] == written[fmt]["lines"] > 0
+    assert not (tmp_path / "members.part").read_bytes().startswith(b",")
+
+
+def test_a_bundle_that_does_not_fit_its_layout_is_refused_naming_the_member(staged, tmp_path: Path):
+    writer = writer_for(staged, tmp_path)
+    entry, json_fragment, jsonl_lines, exports = staged["members"][1]
+    with pytest.raises(ValueError) as err:
+        writer.add(entry, json_fragment, jsonl_lines, exports[: len(exports) // 2])  # a truncated bundle
+    assert str(err.value).startswith(f"conversation {entry['conversation_id']}: ")
+
+
+def test_an_export_whose_lines_disagree_with_its_statistics_is_never_finished(staged, tmp_path: Path):
+    members = staged["members"]
+    acc = ExportAccumulator()
+    for entry, *_ in members:
+        acc.add(entry["export_stats"])
+    figures = acc.result()
+    fmt = EXPORT_FORMATS[-1]
+    expected = figures["formats"][fmt]["lines"]
+    figures["formats"][fmt]["lines"] = expected + 1  # statistics one line ahead of the file
+    writer = writer_for(staged, tmp_path, figures=figures)
+    for member in members:
+        writer.add(*member)
+    with pytest.raises(RuntimeError) as err:
+        writer.finish()
+    assert str(err.value) == f"{fmt} export has {expected} lines, its statistics {expected + 1}"
+
+
+def test_a_writer_with_no_member_still_closes_every_document(staged, tmp_path: Path):
+    writer = writer_for(staged, tmp_path, members=[])
+    written = writer.finish()
+    doc = json.loads((tmp_path / "training.json").read_bytes())
+    assert doc["conversations"] == []
+    report = json.loads((tmp_path / written["report"]["file"]).read_bytes())
+    manifest = json.loads((tmp_path / written["manifest"]["file"]).read_bytes())
+    assert report["conversations"] == [] and manifest["members"] == [] and manifest["member_count"] == 0
+
+
+def test_one_member_makes_documents_without_a_leading_separator(staged, tmp_path: Path):
+    writer = writer_for(staged, tmp_path, members=staged["members"][:1])
+    writer.add(*staged["members"][0])
+    written = writer.finish()
+    raw = (tmp_path / "training.json").read_bytes()
+    assert raw.endswith(b"}\n  ]\n}\n") and b"[\n    {" in raw and b"[\n,\n" not in raw
+    manifest = json.loads((tmp_path / written["manifest"]["file"]).read_bytes())
+    assert [m["conversation_id"] for m in manifest["members"]] == staged["ids"][:1]
+
+
+class SlowFirstStore:
+    """Answers the first object of each member last: read-ahead must still yield in member order."""
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects, self.active, self.peak, self.buckets = objects, 0, 0, set()
+        self._lock = threading.Lock()
+
+    def get(self, bucket: str, key: str) -> bytes:
+        with self._lock:
+            self.buckets.add(bucket)
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        time.sleep(0.02 if key.endswith(".0") else 0.001)
+        with self._lock:
+            self.active -= 1
+        return self.objects[key]
+
+
+@pytest.mark.parametrize("window", [1, 2, READ_AHEAD])
+def test_read_ahead_yields_every_member_once_in_order_with_its_three_objects(window: int):
+    entries = [{"json_fragment_key": f"{i}.0", "jsonl_fragment_key": f"{i}.1", "exports_fragment_key": f"{i}.2",
+                "n": i} for i in range(7)]
+    store = SlowFirstStore({f"{i}.{k}": f"{i}:{k}".encode() for i in range(7) for k in range(3)})
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        got = list(read_members(store, pool, entries, window=window))
+    assert [(e["n"], a, b, c) for e, a, b, c in got] == [
+        (i, f"{i}:0".encode(), f"{i}:1".encode(), f"{i}:2".encode()) for i in range(7)]
+    assert store.peak <= 3 * window  # never more than the window's members in flight
+    assert store.buckets == {OUTPUT_BUCKET}
