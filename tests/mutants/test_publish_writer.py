@@ -15,15 +15,16 @@ from typing import Any
 
 import pytest
 
+import lorafiles
 from lorafiles.db.connect import connect
 from lorafiles.db.repository import Repository
-from lorafiles.domain.exports import EXPORT_FORMATS, ExportAccumulator
+from lorafiles.domain.exports import BUILDER_VERSION, EXPORT_FORMATS, ExportAccumulator, format_notes
 from lorafiles.domain.render import FileHeader
 from lorafiles.domain.summary import ConversationStats, SummaryAccumulator
 from lorafiles.service import OUTPUT_BUCKET
 from lorafiles.tokens import get_model
 from lorafiles.usecases.common import ARTIFACTS
-from lorafiles.usecases.publish import READ_AHEAD, VersionWriter, model_identity, read_members, stream_members
+from lorafiles.usecases.publish import READ_AHEAD, VersionWriter, read_members, stream_members
 from lorafiles.usecases.steps import job_policy
 
 from stepkit import make_kit
@@ -82,14 +83,37 @@ def test_the_writer_names_each_artifact_with_its_bytes_and_counts_every_line(sta
     assert json.loads(jsonl[0])["_meta"]["total_pairs"] == len(jsonl) - 1
     manifest = json.loads((tmp_path / written["manifest"]["file"]).read_bytes())
     assert manifest["member_count"] == 3 and [m["conversation_id"] for m in manifest["members"]] == staged["ids"]
-    assert manifest["model"] == model_identity(get_model(staged["policy"].target_model))
-    assert manifest["builder"]["name"] == "lorafiles"
+    model = get_model(staged["policy"].target_model)
+    assert manifest["model"] == {"id": "mistral-7b-instruct-v0.2", "tokenizer_id": model.tokenizer_id,
+                                 "vocab_sha256": model.vocab_sha256, "template_id": model.template_id,
+                                 "template_sha256": model.template_sha256}
+    assert len(model.vocab_sha256) == len(model.template_sha256) == 64 and model.tokenizer_id and model.template_id
+    assert manifest["builder"] == {"name": "lorafiles", "version": lorafiles.__version__, "exports": BUILDER_VERSION}
+    figures = writer.figures
+    assert manifest["policy_digest"] == staged["policy"].digest() == staged["members"][0][0]["policy_digest"]
+    assert manifest["text_fixes"] == {
+        "fix_literal_escapes": staged["policy"].fix_literal_escapes,
+        "literal_escapes_fixed": figures["changes"].get("literal_escapes_fixed", 0),
+        "applies_to": "exports only; training.json and training.jsonl carry the text as written"}
+    assert manifest["format_notes"] == format_notes()
+    assert (manifest["exclusions"], manifest["trims"], manifest["changes"]) == (
+        figures["exclusions"], figures["trims"], figures["changes"])
+    assert manifest["tokens"] == {fmt: figures["formats"][fmt] for fmt in EXPORT_FORMATS}
+    assert set(manifest["dataset"]["splits"]["lines"]) == set(EXPORT_FORMATS)
+    assert [(m["source_file"], m["source_sha256"]) for m in manifest["members"]] == [
+        (e["source_file"], e["source_sha256"]) for e, *_ in staged["members"]]
     assert manifest["file"] == {"id": str(staged["file"]["id"]), "name": "writer by hand", "version": 1,
                                 "last_updated": "2026-12-03T00:00:00Z"}
     assert manifest["text_fixes"]["fix_literal_escapes"] == staged["policy"].fix_literal_escapes
     report = json.loads((tmp_path / written["report"]["file"]).read_bytes())
     assert [c["conversation_id"] for c in report["conversations"]] == staged["ids"]
     assert report["model"] == manifest["model"] and report["version"] == 1
+    assert (report["file_id"], report["file_name"]) == (str(staged["file"]["id"]), "writer by hand")
+    warned = Counter(w["code"] for e, *_ in staged["members"] for w in e["warnings"])
+    assert report["summary"] == {"conversations": 3, "blocking_errors": 0, "source_warnings_by_code": dict(warned),
+                                 "exports": figures}
+    assert [c["source_warnings"] for c in report["conversations"]] == [e["warnings"] for e, *_ in staged["members"]]
+    assert "dataset_quality" in report and report["conversations"][0]["exports"]
     assert report["policy"] == manifest["policy"] == staged["policy"].model_dump(mode="json")
     for fmt in EXPORT_FORMATS:  # each export holds exactly the members' sections, in order
         assert manifest["tokens"][fmt]["lines"] == written[fmt]["lines"] > 0

@@ -35,7 +35,6 @@ class _Out:
     """An artifact being written: hashes, sizes and counts lines as it goes."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
         self.raw: BinaryIO = open(path, "wb")
         self.sha, self.size, self.lines = hashlib.sha256(), 0, 0
 
