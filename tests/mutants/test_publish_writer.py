@@ -30,10 +30,11 @@ from lorafiles.usecases.steps import job_policy
 from stepkit import make_kit
 
 
-@pytest.fixture
-def staged(db_url, tmp_path_factory) -> dict[str, Any]:
-    """A create of three conversations, staged (every batch) but not generated."""
-    kit = make_kit(db_url, tmp_path_factory.mktemp("writer"))
+@pytest.fixture(scope="module")
+def staged(module_db_url, tmp_path_factory) -> dict[str, Any]:
+    """A create of three conversations, staged (every batch) but not generated (once: the tests
+    below only read it and write their own folders)."""
+    kit = make_kit(module_db_url, tmp_path_factory.mktemp("writer"))
     ids = kit.conversations(3)
     job_id = kit.start(kind="create", conversation_ids=ids, name="writer by hand")
     kit.stage(job_id)
