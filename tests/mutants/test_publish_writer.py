@@ -35,7 +35,7 @@ def staged(module_db_url, tmp_path_factory) -> dict[str, Any]:
     """A create of three conversations, staged (every batch) but not generated (once: the tests
     below only read it and write their own folders)."""
     kit = make_kit(module_db_url, tmp_path_factory.mktemp("writer"))
-    ids = kit.conversations(3)
+    ids = kit.conversations(2) + kit.conversations(1, quirks=["double_escaped_newline"])  # (fixed in exports)
     job_id = kit.start(kind="create", conversation_ids=ids, name="writer by hand")
     kit.stage(job_id)
     job = kit.job(job_id)
@@ -94,9 +94,19 @@ def test_the_writer_names_each_artifact_with_its_bytes_and_counts_every_line(sta
     assert manifest["policy_digest"] == staged["policy"].digest() == staged["members"][0][0]["policy_digest"]
     assert manifest["text_fixes"] == {
         "fix_literal_escapes": staged["policy"].fix_literal_escapes,
-        "literal_escapes_fixed": figures["changes"].get("literal_escapes_fixed", 0),
+        "literal_escapes_fixed": figures["changes"]["literal_escapes_fixed"],
         "applies_to": "exports only; training.json and training.jsonl carry the text as written"}
+    assert figures["changes"]["literal_escapes_fixed"] > 0  # the third conversation's literal \n
     assert manifest["format_notes"] == format_notes()
+    # the manifest and the report are written with sorted keys (a rebuild is byte-identical), their
+    # long lists streamed after the sorted head
+    for name, streamed in (("manifest", ["members"]), ("report", ["conversations", "dataset_quality"])):
+        raw = (tmp_path / written[name]["file"]).read_bytes()
+        doc = json.loads(raw)
+        head = json.dumps({k: v for k, v in doc.items() if k not in streamed}, sort_keys=True, ensure_ascii=False,
+                          separators=(",", ":")).encode()[:-1]
+        assert raw.startswith(head + b',"' + streamed[0].encode() + b'":['), name
+        assert list(doc)[-len(streamed):] == streamed
     assert (manifest["exclusions"], manifest["trims"], manifest["changes"]) == (
         figures["exclusions"], figures["trims"], figures["changes"])
     assert manifest["tokens"] == {fmt: figures["formats"][fmt] for fmt in EXPORT_FORMATS}
@@ -195,3 +205,11 @@ def test_read_ahead_yields_every_member_once_in_order_with_its_three_objects(win
         (i, f"{i}:0".encode(), f"{i}:1".encode(), f"{i}:2".encode()) for i in range(7)]
     assert store.peak <= 3 * window  # never more than the window's members in flight
     assert store.buckets == {OUTPUT_BUCKET}
+
+
+def test_the_shared_pool_reads_ahead_no_further_than_its_window():
+    entries = [{"json_fragment_key": f"{i}.0", "jsonl_fragment_key": f"{i}.1", "exports_fragment_key": f"{i}.2"}
+               for i in range(12)]
+    store = SlowFirstStore({f"{i}.{k}": b"x" for i in range(12) for k in range(3)})
+    assert len(list(stream_members(store, entries, window=2))) == 12
+    assert store.peak <= 6  # the process's pool has 64 threads: only the window holds it back

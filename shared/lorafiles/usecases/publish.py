@@ -175,7 +175,7 @@ class VersionWriter:
             "policy": self.policy.model_dump(mode="json"), "policy_digest": self.policy.digest(),
             "model": model_identity(self.model),
             "text_fixes": {"fix_literal_escapes": self.policy.fix_literal_escapes,
-                           "literal_escapes_fixed": self.figures["changes"].get("literal_escapes_fixed", 0),
+                           "literal_escapes_fixed": self.figures["changes"]["literal_escapes_fixed"],
                            "applies_to": "exports only; training.json and training.jsonl carry the text as written"},
             "format_notes": format_notes(),
             "artifacts": artifacts,
