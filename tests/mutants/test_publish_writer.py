@@ -50,14 +50,14 @@ def staged(module_db_url, tmp_path_factory) -> dict[str, Any]:
 
 
 def writer_for(staged: dict[str, Any], folder: Path, members: list | None = None,
-               figures: dict[str, Any] | None = None) -> VersionWriter:
+               figures: dict[str, Any] | None = None, policy: Any = None) -> VersionWriter:
     members = staged["members"] if members is None else members
     acc, exports, warnings = SummaryAccumulator(), ExportAccumulator(), Counter()
     for entry, *_ in members:
         acc.add(ConversationStats.from_row(entry))
         exports.add(entry["export_stats"])
         warnings.update(w["code"] for w in entry["warnings"])
-    f, policy = staged["file"], staged["policy"]
+    f, policy = staged["file"], policy or staged["policy"]
     header = FileHeader(file_name=f["name"], file_version=1, created_date="2026-12-03T00:00:00Z",
                         last_updated="2026-12-03T00:00:00Z", target_model=policy.target_model, vertical=None,
                         total_conversations=acc.conversations, total_training_pairs=acc.training_pairs,
@@ -213,3 +213,47 @@ def test_the_shared_pool_reads_ahead_no_further_than_its_window():
     store = SlowFirstStore({f"{i}.{k}": b"x" for i in range(12) for k in range(3)})
     assert len(list(stream_members(store, entries, window=2))) == 12
     assert store.peak <= 6  # the process's pool has 64 threads: only the window holds it back
+
+
+def canonical(value: Any, indent: int | None = None) -> bytes:
+    """What orjson writes with sorted keys (compact, or indented by 2)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, indent=indent,
+                      separators=(",", ": ") if indent else (",", ":")).encode()
+
+
+def test_every_streamed_record_and_config_is_written_in_its_canonical_bytes(staged, tmp_path: Path):
+    """Byte-stable artifacts: each report entry, each manifest member (one excluded as an exact
+    duplicate, so its keys do not come in sorted order by themselves), the dataset-quality tail,
+    LLaMA-Factory's indented dataset_info.json, axolotl.yml's path and the card's identity."""
+    entry, *objects = staged["members"][0]
+    # (its stored warnings' keys in reverse order: the bytes must not depend on how a row came back)
+    reordered = [dict(reversed(list(w.items()))) for w in entry["warnings"]]
+    copy = ({**entry, "conversation_id": "ffffffff-0000-4000-8000-000000000001", "warnings": reordered}, *objects)
+    members = [*staged["members"], copy]
+    writer = writer_for(staged, tmp_path, members=members,
+                        policy=staged["policy"].model_copy(update={"exact_duplicates": "exclude"}))
+    for member in members:
+        writer.add(*member)
+    written = writer.finish()
+    manifest_raw = (tmp_path / written["manifest"]["file"]).read_bytes()
+    manifest = json.loads(manifest_raw)
+    excluded = [m for m in manifest["members"] if "excluded" in m]
+    assert [m["conversation_id"] for m in excluded] == [copy[0]["conversation_id"]]
+    assert manifest_raw.endswith(b',"members":' + canonical(manifest["members"]) + b"}\n")
+
+    report_raw = (tmp_path / written["report"]["file"]).read_bytes()
+    report = json.loads(report_raw)
+    for c in report["conversations"]:
+        lead = canonical({"conversation_id": c["conversation_id"], "source_warnings": c["source_warnings"]})
+        assert lead[:-1] + b',"exports":' in report_raw, c["conversation_id"]
+    assert any(w for c in report["conversations"] for w in c["source_warnings"])  # (warnings with several keys)
+    assert report["dataset_quality"] == writer.dataset.result and report["dataset_quality"]["splits"]
+    assert report_raw.endswith(b'],"dataset_quality":' + canonical(report["dataset_quality"]) + b"}\n")
+
+    info_raw = (tmp_path / written["dataset_info"]["file"]).read_bytes()
+    info = json.loads(info_raw)
+    assert info_raw == canonical(info, indent=2) + b"\n"
+    assert list(info) == ["lorafiles_writer_by_hand"] and info["lorafiles_writer_by_hand"]["file_name"] == "sharegpt.jsonl"
+    assert '  - path: "axolotl.jsonl"' in (tmp_path / written["axolotl_config"]["file"]).read_text()
+    card = (tmp_path / written["card"]["file"]).read_text()
+    assert f"Training file `{staged['file']['id']}`" in card and "# writer by hand — version 1" in card

@@ -130,7 +130,7 @@ class VersionWriter:
 
     def finish(self) -> dict[str, dict[str, Any]]:
         """Close every artifact, write the configs and the manifest; {name: {file, size, sha256, lines}}."""
-        self.outs["json"].write(b"]\n}\n" if self._first else b"\n  ]\n}\n")
+        self.outs["json"].write(b"\n  ]\n}\n")  # (no version without a member is ever published)
         quality = self.dataset.close()
         self.outs["report"].write(b'],"dataset_quality":' + orjson.dumps(quality, option=_SORTED) + b"}\n")
         for out in self.outs.values():
@@ -138,7 +138,7 @@ class VersionWriter:
         self.outs.update(self.dataset.outs)
         self._members.close()
         extra = {
-            "axolotl_config": axolotl_datasets_yaml(self.policy, EXPORT_FILES["axolotl"]).encode(),
+            "axolotl_config": axolotl_datasets_yaml(self.policy).encode(),  # (naming axolotl.jsonl)
             "dataset_info": orjson.dumps(llamafactory_dataset_info(_dataset_name(self.header.file_name),
                                                                    EXPORT_FILES["sharegpt"]), option=_INDENTED) + b"\n",
         }
