@@ -81,7 +81,8 @@ def test_the_writer_names_each_artifact_with_its_bytes_and_counts_every_line(sta
     doc = json.loads((tmp_path / "training.json").read_bytes())
     assert [c["conversation_metadata"]["conversation_id"] for c in doc["conversations"]] == staged["ids"]
     jsonl = (tmp_path / "training.jsonl").read_bytes().splitlines()
-    assert json.loads(jsonl[0])["_meta"]["total_pairs"] == len(jsonl) - 1
+    assert json.loads(jsonl[0]) == {"_meta": {"file_name": "writer by hand", "total_pairs": len(jsonl) - 1,
+                                              "version": "4.0.0"}}
     manifest = json.loads((tmp_path / written["manifest"]["file"]).read_bytes())
     assert manifest["member_count"] == 3 and [m["conversation_id"] for m in manifest["members"]] == staged["ids"]
     model = get_model(staged["policy"].target_model)

@@ -20,7 +20,7 @@ import orjson
 
 from .. import __version__
 from ..domain import bundle
-from ..domain.exports import (BUILDER_VERSION, EXPORT_FILES, EXPORT_FORMATS, TrainingPolicy, axolotl_datasets_yaml,
+from ..domain.exports import (BUILDER_VERSION, EXPORT_FORMATS, TrainingPolicy, axolotl_datasets_yaml,
                               format_notes, llamafactory_dataset_info)
 from ..domain.render import FileHeader, json_head, jsonl_meta_line
 from ..ports import ChatModel, ObjectStore
@@ -93,7 +93,6 @@ class VersionWriter:
         self.dataset = DatasetFiles(folder, policy, _Out)  # splits, duplicates, coverage, card (issue 12)
         self.outs = {name: _Out(folder / ARTIFACTS[name][0]) for name in ("json", "jsonl", *EXPORT_FORMATS, "report")}
         self._members = open(folder / "members.part", "wb")
-        self._first = True
         self.members = 0
         self.outs["json"].write(json_head(header))
         self.outs["jsonl"].write(jsonl_meta_line(header.file_name, header.total_training_pairs))
@@ -108,7 +107,8 @@ class VersionWriter:
 
     def add(self, entry: Mapping[str, Any], json_fragment: bytes, jsonl_lines: bytes, exports: bytes) -> None:
         layout = entry["exports_layout"]
-        self.outs["json"].write(b"\n" if self._first else b",\n")
+        first = self.members == 0
+        self.outs["json"].write(b"\n" if first else b",\n")
         self.outs["json"].write(json_fragment)
         self.outs["jsonl"].write(jsonl_lines)
         try:
@@ -120,12 +120,11 @@ class VersionWriter:
         report = sections[bundle.REPORT_SECTION]
         lead = orjson.dumps({"conversation_id": entry["conversation_id"],
                              "source_warnings": entry.get("warnings") or []}, option=_SORTED)
-        self.outs["report"].write((b"" if self._first else b",") + lead[:-1] + b',"exports":' + report + b"}")
+        self.outs["report"].write((b"" if first else b",") + lead[:-1] + b',"exports":' + report + b"}")
         placed = self.dataset.add(entry, jsonl_lines, exports)
-        self._members.write((b"" if self._first else b",") + orjson.dumps({
+        self._members.write((b"" if first else b",") + orjson.dumps({
             "conversation_id": entry["conversation_id"], "source_file": entry["source_file"],
             "source_sha256": entry["source_sha256"], **placed}, option=_SORTED))
-        self._first = False
         self.members += 1
 
     def finish(self) -> dict[str, dict[str, Any]]:
@@ -139,8 +138,8 @@ class VersionWriter:
         self._members.close()
         extra = {
             "axolotl_config": axolotl_datasets_yaml(self.policy).encode(),  # (naming axolotl.jsonl)
-            "dataset_info": orjson.dumps(llamafactory_dataset_info(_dataset_name(self.header.file_name),
-                                                                   EXPORT_FILES["sharegpt"]), option=_INDENTED) + b"\n",
+            "dataset_info": orjson.dumps(llamafactory_dataset_info(_dataset_name(self.header.file_name)),
+                                         option=_INDENTED) + b"\n",  # (declaring sharegpt.jsonl)
         }
         for name, data in extra.items():
             out = _Out(self.folder / ARTIFACTS[name][0])
@@ -197,5 +196,5 @@ class VersionWriter:
 
 def _dataset_name(file_name: str) -> str:
     """LLaMA-Factory dataset key: the file name in lower snake case (ASCII letters, digits, `_`)."""
-    name = "".join(c if c.isascii() and c.isalnum() else "_" for c in file_name.lower()).strip("_")
+    name = "".join(c if c.isascii() and c.isalnum() else "_" for c in file_name.lower())
     return "lorafiles_" + ("_".join(part for part in name.split("_") if part) or "training_file")
