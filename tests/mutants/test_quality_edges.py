@@ -37,7 +37,9 @@ def card_inputs(*, exact_duplicates: str = "report") -> dict[str, Any]:
         "trl_validation": _art("trl.validation.jsonl", 0, 0, "d"),
         "openai_train": _art("openai.train.jsonl", 3, 300, "a"),
         "openai_validation": _art("openai.validation.jsonl", 1, 100, "b"),
-        "config": _art("axolotl.yaml", 12, 55, "e"),
+        "training_config": _art("axolotl.yaml", 12, 55, "e"),
+        "sharegpt_train": _art("sharegpt.train.jsonl", 2, 200, "f"),
+        "sharegpt_validation": _art("sharegpt.validation.jsonl", 1, 90, "9"),
     }
     dataset = {
         "splits": {"conversations": {"train": 3, "validation": 1}, "method": "sequential stratified",
@@ -48,7 +50,7 @@ def card_inputs(*, exact_duplicates: str = "report") -> dict[str, Any]:
                        "exact_conversations": {"duplicate_conversations": 1},
                        "near_responses": {"threshold": 0.8, "pairs": 4}, "leakage": {"count": 5},
                        "top_openers": [{"opener": f"opener {i}", "count": 10 - i} for i in range(6)]},
-        "coverage": {"filled_cells": 2, "cells": 3, "empty_cells": ["p x a x t2"],
+        "coverage": {"filled_cells": 2, "cells": 4, "empty_cells": ["p x a x t2", "q x a x t2"],
                      "table": [{"persona": "p", "arc": "a", "topic": "t1", "conversations": 3, "train": 2,
                                 "validation": 1},
                                {"persona": "p", "arc": "a", "topic": "t2", "conversations": 0, "train": 0,
@@ -63,14 +65,17 @@ def card_inputs(*, exact_duplicates: str = "report") -> dict[str, Any]:
                    "trainable_tokens": {"mean": 7.25}, "trainable_tokens_per_epoch": 29,
                    "examples_over_max_length": 1},
         "trl": {"lines": 3, "total_tokens": {"min": 11, "mean": 21, "p50": 20, "p95": 32, "max": 33},
-                "trainable_tokens": {"mean": 8}, "trainable_tokens_per_epoch": 24, "examples_over_max_length": 0}},
-        "exclusions": {"over_length": {"count": 2}, "empty_target": {"count": 0}},
-        "changes": {"role_inferred": 3, "escapes_fixed": 0}}
-    return dict(file_id="f-1", file_name="Café plans", version=7, formats=("openai", "trl"),
+                "trainable_tokens": {"mean": 8}, "trainable_tokens_per_epoch": 24, "examples_over_max_length": 0},
+        "sharegpt": {"lines": 3, "total_tokens": {"min": 9, "mean": 19.5, "p50": 18, "p95": 29, "max": 30},
+                     "trainable_tokens": {"mean": 6.5}, "trainable_tokens_per_epoch": 21, "examples_over_max_length": 2}},
+        "exclusions": {"over_length": {"count": 2}, "empty_target": {"count": 0}, "another": {"count": 1}},
+        "changes": {"role_inferred": 3, "escapes_fixed": 0, "a_change": 1}}
+    return dict(file_id="f-1", file_name="Café plans", version=7, formats=("openai", "trl", "sharegpt"),
                 policy={"validation_fraction": 0.25, "exact_duplicates": exact_duplicates, "max_length": 2048},
                 model={"id": "m-1", "tokenizer_id": "tok-1", "template_id": "tpl-1"}, dataset=dataset,
                 export_figures=figures, split_tokens={"openai": {"train": 21, "validation": 8},
-                                                      "trl": {"train": 18, "validation": 0}},
+                                                      "trl": {"train": 18, "validation": 0},
+                                                      "sharegpt": {"train": 15, "validation": 6}},
                 source_warnings={"zz_unlisted_code": 1, **{code: i + 1 for i, code in enumerate(DEFECT_WORDING)}},
                 artifacts=artifacts)
 
@@ -100,6 +105,12 @@ configs:
   data_files:
   - split: train
     path: "trl.train.jsonl"
+- config_name: sharegpt
+  data_files:
+  - split: train
+    path: "sharegpt.train.jsonl"
+  - split: validation
+    path: "sharegpt.validation.jsonl"
 dataset_info:
 - config_name: openai
   splits:
@@ -118,6 +129,16 @@ dataset_info:
     num_examples: 3
   download_size: 310
   dataset_size: 310
+- config_name: sharegpt
+  splits:
+  - name: train
+    num_bytes: 200
+    num_examples: 2
+  - name: validation
+    num_bytes: 90
+    num_examples: 1
+  download_size: 290
+  dataset_size: 290
 ---
 """
 
@@ -134,7 +155,7 @@ def expected_card(*, exact_duplicates: str = "report") -> str:
         "",
         "```python",
         "from datasets import load_dataset",
-        'ds = load_dataset("path/to/v7", "openai")  # or: trl',
+        'ds = load_dataset("path/to/v7", "openai")  # or: trl, sharegpt',
         "```",
         "",
         "## Counts",
@@ -144,8 +165,10 @@ def expected_card(*, exact_duplicates: str = "report") -> str:
         "| conversations | 3 | 1 |",
         "| openai lines | 3 | 1 |",
         "| trl lines | 3 | 0 |",
+        "| sharegpt lines | 2 | 1 |",
         "| openai trainable tokens | 21 | 8 |",
         "| trl trainable tokens | 18 | 0 |",
+        "| sharegpt trainable tokens | 15 | 6 |",
         "",
         "Excluded from the splits: 3 conversation(s) (exact_duplicate_conversation: 1, other_reason: 2).",
         "",
@@ -169,17 +192,18 @@ def expected_card(*, exact_duplicates: str = "report") -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
         "| openai | 4 | 10 | 20.5 | 19 | 30 | 31 | 7.25 | 29 | 1 |",
         "| trl | 3 | 11 | 21 | 20 | 32 | 33 | 8 | 24 | 0 |",
+        "| sharegpt | 3 | 9 | 19.5 | 18 | 29 | 30 | 6.5 | 21 | 2 |",
         "",
         "## Coverage (persona x arc x topic)",
         "",
-        "2 of 3 cells hold a conversation; 1 are empty.",
+        "2 of 4 cells hold a conversation; 2 are empty.",
         "",
         "| persona | arc | topic | conversations | train | validation |",
         "|---|---|---|---|---|---|",
         "| p | a | t1 | 3 | 2 | 1 |",
         "| q | a | t1 | 1 | 1 | 0 |",
         "",
-        "Empty cells: p x a x t2.",
+        "Empty cells: p x a x t2; q x a x t2.",
         "",
         "- p x a x t2 is thin",
         "- q x a x t1 is thin",
@@ -189,7 +213,9 @@ def expected_card(*, exact_duplicates: str = "report") -> str:
         "| defect | count | what was done |",
         "|---|---|---|",
         *defects,
+        "| export exclusion: another | 1 | not trained (see report.json) |",
         "| export exclusion: over_length | 2 | not trained (see report.json) |",
+        "| export change: a_change | 1 | changed in the exports only |",
         "| export change: role_inferred | 3 | changed in the exports only |",
         "| exact duplicate responses | 2 | reported (report.json) |",
         f"| exact duplicate conversations | 1 | {excluded} |",
@@ -206,6 +232,8 @@ def expected_card(*, exact_duplicates: str = "report") -> str:
         f"| `axolotl.yaml` | 55 | 12 | `{'e' * 64}` |",
         f"| `openai.train.jsonl` | 300 | 3 | `{'a' * 64}` |",
         f"| `openai.validation.jsonl` | 100 | 1 | `{'b' * 64}` |",
+        f"| `sharegpt.train.jsonl` | 200 | 2 | `{'f' * 64}` |",
+        f"| `sharegpt.validation.jsonl` | 90 | 1 | `{'9' * 64}` |",
         f"| `trl.train.jsonl` | 310 | 3 | `{'c' * 64}` |",
         f"| `trl.validation.jsonl` | 0 | 0 | `{'d' * 64}` |",
         "",
@@ -254,8 +282,21 @@ def test_the_front_matter_loads_as_yaml_with_the_sizes_of_the_non_empty_split_fi
     assert text.startswith(EXPECTED_FRONT)
     doc = yaml.safe_load(text.split("---\n", 2)[1])
     assert doc["pretty_name"] == "Café plans (v7)" and doc["size_categories"] == ["n<1K"]
-    assert [c["config_name"] for c in doc["configs"]] == ["openai", "trl"]
-    assert [c.get("default") for c in doc["configs"]] == [True, None]
+    assert [c["config_name"] for c in doc["configs"]] == ["openai", "trl", "sharegpt"]
+    assert [c.get("default") for c in doc["configs"]] == [True, None, None]
+
+
+def test_a_format_without_lines_is_left_out_and_the_formats_after_it_are_still_declared():
+    arts = {f"{fmt}_{s}": _art(f"{fmt}.{s}.jsonl", n, 10 * n, "0")
+            for fmt, counts in (("a", (2, 1)), ("b", (0, 0)), ("c", (3, 1))) for s, n in zip(("train", "validation"), counts)}
+    doc = yaml.safe_load(card_mod.front_matter(pretty_name="x", formats=("a", "b", "c"), artifacts=arts,
+                                               conversations=4).split("---\n", 2)[1])
+    assert [c["config_name"] for c in doc["configs"]] == ["a", "c"]
+    assert [i["config_name"] for i in doc["dataset_info"]] == ["a", "c"]
+    assert doc["dataset_info"][1] == {"config_name": "c", "splits": [{"name": "train", "num_bytes": 30, "num_examples": 3},
+                                                                     {"name": "validation", "num_bytes": 10,
+                                                                      "num_examples": 1}],
+                                      "download_size": 40, "dataset_size": 40}
 
 
 def test_a_split_of_one_line_is_declared_and_an_empty_one_is_not():
@@ -408,6 +449,7 @@ def test_the_coverage_section_in_full():
     c = CoverageCounter(minimum_per_cell=1)
     c.add("validation", None, "a", None, [(2, 0.49), (12, None), (3, 4.0)], [0, 255, 256, 1000])
     c.add("train", "p", "a", "t", [(1, 0.5)], [511, 512])
+    c.add("validation", None, "a", None, [(2, 0.3)], [])
     r = c.result()
     assert r == {
         "dimensions": {"persona": ["p", "unknown"], "arc": ["a"], "topic": ["t", "unknown"]},
@@ -415,8 +457,8 @@ def test_the_coverage_section_in_full():
         "table": [{"persona": "p", "arc": "a", "topic": "t", "conversations": 1, "train": 1, "validation": 0},
                   {"persona": "p", "arc": "a", "topic": "unknown", "conversations": 0, "train": 0, "validation": 0},
                   {"persona": "unknown", "arc": "a", "topic": "t", "conversations": 0, "train": 0, "validation": 0},
-                  {"persona": "unknown", "arc": "a", "topic": "unknown", "conversations": 1, "train": 0,
-                   "validation": 1}],
+                  {"persona": "unknown", "arc": "a", "topic": "unknown", "conversations": 2, "train": 0,
+                   "validation": 2}],
         "minimum_per_cell": 1,
         "warnings": [
             {"code": "coverage_below_minimum", "cell": "p x a x unknown", "conversations": 0, "minimum": 1,
@@ -424,8 +466,8 @@ def test_the_coverage_section_in_full():
             {"code": "coverage_below_minimum", "cell": "unknown x a x t", "conversations": 0, "minimum": 1,
              "message": "unknown x a x t has 0 conversation(s), below the file's minimum of 1"}],
         "histograms": {
-            "turn_depth": {"train": {"1": 1}, "validation": {"2": 1, "3": 1, "12": 1}},
-            "quality_score": {"train": {"0.5-1": 1}, "validation": {"0-0.5": 1, "4-4.5": 1}},
+            "turn_depth": {"train": {"1": 1}, "validation": {"2": 2, "3": 1, "12": 1}},
+            "quality_score": {"train": {"0.5-1": 1}, "validation": {"0-0.5": 2, "4-4.5": 1}},
             "tokens_per_example": {"train": {"256-512": 1, "512-768": 1},
                                    "validation": {"0-256": 2, "256-512": 1, "768-1024": 1}}},
         "histogram_notes": {
@@ -638,3 +680,231 @@ def test_phrase_counting_is_exact_up_to_its_bound_of_half_a_million_phrases():
     past = DuplicateFinder()
     past.add("c1", "train", [(1, text + " w")], "x")
     assert past.result()["phrase_counting"] == "lossy: phrases seen once were dropped 1 time(s)"
+
+
+# ---------------------------------------------------------------------------- the version diff
+from lorafiles.domain.exports import EXPORT_FORMATS  # noqa: E402
+from lorafiles.domain.quality.diff import ManifestInvalid, members_of, version_diff  # noqa: E402
+
+
+def _member(cid: str, sha: str = "a", split: str | None = "train", excluded: str | None = None) -> dict[str, Any]:
+    return {"conversation_id": cid, "source_file": f"src/{cid}.json", "source_sha256": sha * 64, "split": split,
+            **({"excluded": excluded} if excluded else {})}
+
+
+def _manifest(version: int, members: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"file": {"id": "f", "version": version}, "members": members, **extra}
+
+
+def test_an_exclusion_lifted_is_named_from_its_reason_to_none():
+    old = _manifest(1, [_member("c1", excluded="exact_duplicate_conversation"), _member("c2")])
+    new = _manifest(2, [_member("c1"), _member("c2")])
+    c = version_diff(old, new)["conversations"]
+    assert c["exclusion_changed"] == [{"conversation_id": "c1", "from": "exact_duplicate_conversation", "to": None}]
+    assert c["counts"]["exclusion_changed"] == 1 and c["counts"]["unchanged"] == 1
+    assert c["split_changed"] == [] and c["source_changed"] == []
+
+
+def test_a_split_given_up_is_named_from_its_split_to_none():
+    old = _manifest(1, [_member("c1", split="validation")])
+    new = _manifest(2, [_member("c1", split=None)])
+    assert version_diff(old, new)["conversations"]["split_changed"] == [
+        {"conversation_id": "c1", "from": "validation", "to": None}]
+
+
+def test_a_removed_conversation_keeps_its_split_and_exclusion():
+    old = _manifest(1, [_member("c1"), _member("c2", split="validation", excluded="x"), _member("c3")])
+    new = _manifest(2, [_member("c3")])
+    c = version_diff(old, new)["conversations"]
+    assert c["removed"] == [{"conversation_id": "c1", "split": "train", "excluded": None},
+                            {"conversation_id": "c2", "split": "validation", "excluded": "x"}]
+    assert c["counts"] == {"from": 3, "to": 1, "added": 0, "removed": 2, "source_changed": 0, "split_changed": 0,
+                           "exclusion_changed": 0, "unchanged": 1}
+
+
+def test_a_changed_checksum_at_the_same_path_names_no_old_path():
+    old = _manifest(1, [_member("c1", sha="a")])
+    new = _manifest(2, [_member("c1", sha="b")])
+    assert version_diff(old, new)["conversations"]["source_changed"] == [
+        {"conversation_id": "c1", "source_file": "src/c1.json", "from_sha256": "a" * 64, "to_sha256": "b" * 64}]
+
+
+def test_a_manifest_without_policy_or_model_sections_diffs_against_nothing():
+    old = _manifest(1, [_member("c1")])
+    new = _manifest(2, [_member("c1")], policy={"max_length": 10}, model={"id": "m"})
+    d = version_diff(old, new)
+    assert d["policy_changed"] == {"max_length": {"from": None, "to": 10}}
+    assert d["model_changed"] == {"id": {"from": None, "to": "m"}}
+    back = version_diff(new, old)
+    assert back["policy_changed"] == {"max_length": {"from": 10, "to": None}}
+    odd = _manifest(3, [_member("c1")], policy="not a mapping", model=["m"])
+    assert version_diff(odd, new)["policy_changed"] == {"max_length": {"from": None, "to": 10}}
+    assert version_diff(new, odd)["model_changed"] == {"id": {"from": "m", "to": None}}
+
+
+def mv(a: Any, b: Any) -> dict[str, Any]:
+    return {"from": a, "to": b, "change": None if a is None or b is None else b - a}
+
+
+def _rich(version: int, k: int, *, dataset: bool = True) -> dict[str, Any]:
+    """A manifest whose every figure differs by format, split and version (k: the version's offset)."""
+    tokens = {}
+    for i, fmt in enumerate(EXPORT_FORMATS):
+        base = 1000 * (i + 1) + k
+        tokens[fmt] = {"lines": base + 1, "trainable_tokens_per_epoch": base + 2, "training_tokens_per_epoch": base + 3,
+                       "examples_over_max_length": base + 4, "trainable_tokens_excluded": base + 5,
+                       "context_tokens_trimmed": base + 6,
+                       "total_tokens": {"p50": base + 7, "p95": base + 8, "max": base + 9, "min": 0},
+                       "trainable_tokens": {"p50": base + 10, "p95": base + 11, "max": base + 12}}
+    doc: dict[str, Any] = {
+        "file": {"id": "f", "version": version}, "members": [_member("c1")], "tokens": tokens,
+        "exclusions": {"over_length": {"count": 1 + k, "trainable_tokens": 10 + k},
+                       **({"only_old": {"count": 3, "trainable_tokens": 30}} if k == 0 else
+                          {"only_new": {"count": 4, "trainable_tokens": 40}})},
+        "changes": {"role_inferred": 5 + k, **({"gone": 2} if k == 0 else {"fresh": 6})},
+    }
+    if dataset:
+        doc["dataset"] = {
+            "splits": {"conversations": {"train": 20 + k, "validation": 2 + k},
+                       "lines": {f: {"train": 100 * i + k, "validation": 100 * i + 50 + 2 * k}
+                                 for i, f in enumerate(EXPORT_FORMATS)},
+                       "trainable_tokens": {f: {"train": 7000 * (i + 1) + 3 * k, "validation": 700 * (i + 1) + 5 * k}
+                                            for i, f in enumerate(EXPORT_FORMATS)},
+                       "largest_stratum_count_deviation": 0.5 + k / 4},
+            "duplicates": {"exact_responses": 1 + k, "exact_conversations": 2 + 2 * k, "near_response_pairs": 3 + 3 * k,
+                           "leakage": 4 + 4 * k},
+            "coverage": {"cells": {"p x a x t": 2 + k}, "empty_cells": ["q x a x t"] * (1 + k)},
+            "exclusions": {"by_reason": {"exact_duplicate_conversation": 1 + k,
+                                         **({"old_reason": 1} if k == 0 else {"new_reason": 2})}},
+            "warnings": ["split_fallback"] if k == 0 else ["split_leakage"],
+        }
+    return doc
+
+
+def test_the_diff_of_two_versions_moves_every_figure_by_format_and_split():
+    old, new = _rich(1, 0), _rich(2, 1)
+    d = version_diff(old, new)
+    tokens = {}
+    for i, fmt in enumerate(EXPORT_FORMATS):
+        a, b = 1000 * (i + 1), 1000 * (i + 1) + 1
+        tokens[fmt] = {name: mv(a + j, b + j) for j, name in enumerate(
+            ("lines", "trainable_tokens_per_epoch", "training_tokens_per_epoch", "examples_over_max_length",
+             "trainable_tokens_excluded", "context_tokens_trimmed"), start=1)}
+        tokens[fmt]["total_tokens"] = {"p50": mv(a + 7, b + 7), "p95": mv(a + 8, b + 8), "max": mv(a + 9, b + 9)}
+        tokens[fmt]["trainable_tokens"] = {"p50": mv(a + 10, b + 10), "p95": mv(a + 11, b + 11),
+                                           "max": mv(a + 12, b + 12)}
+    assert d["tokens"] == tokens
+    assert d["exclusions"] == {"only_new": {"count": mv(None, 4), "trainable_tokens": mv(None, 40)},
+                               "only_old": {"count": mv(3, None), "trainable_tokens": mv(30, None)},
+                               "over_length": {"count": mv(1, 2), "trainable_tokens": mv(10, 11)}}
+    assert list(d["exclusions"]) == ["only_new", "only_old", "over_length"]
+    assert d["changes"] == {"fresh": mv(None, 6), "gone": mv(2, None), "role_inferred": mv(5, 6)}
+    assert list(d["changes"]) == ["fresh", "gone", "role_inferred"]
+    assert d["conversation_exclusions"] == {"exact_duplicate_conversation": mv(1, 2), "new_reason": mv(None, 2),
+                                            "old_reason": mv(1, None)}
+    assert list(d["conversation_exclusions"]) == ["exact_duplicate_conversation", "new_reason", "old_reason"]
+    assert d["splits"] == {
+        "conversations": {"train": mv(20, 21), "validation": mv(2, 3)},
+        "lines": {f: {"train": mv(100 * i, 100 * i + 1), "validation": mv(100 * i + 50, 100 * i + 52)}
+                  for i, f in enumerate(EXPORT_FORMATS)},
+        "trainable_tokens": {f: {"train": mv(7000 * (i + 1), 7000 * (i + 1) + 3),
+                                 "validation": mv(700 * (i + 1), 700 * (i + 1) + 5)} for i, f in enumerate(EXPORT_FORMATS)},
+        "largest_stratum_count_deviation": mv(0.5, 0.75)}
+    assert d["duplicates"] == {"exact_responses": mv(1, 2), "exact_conversations": mv(2, 4),
+                               "near_response_pairs": mv(3, 6), "leakage": mv(4, 8)}
+    assert d["coverage"] == {"changed_cells": [{"cell": "p x a x t", **mv(2, 3)}], "filled": [], "emptied": [],
+                             "empty_cells": mv(1, 2)}
+    assert d["warnings"] == {"added": ["split_leakage"], "resolved": ["split_fallback"]}
+    assert d["notes"] == [] and (d["from_version"], d["to_version"]) == (1, 2)
+
+
+def test_a_diff_against_a_version_without_dataset_quality_claims_no_cell_moved():
+    old, new = _rich(1, 0, dataset=False), _rich(2, 1)
+    d = version_diff(old, new)
+    assert d["notes"] == ["the first version was published before dataset quality existed: its splits, duplicates "
+                          "and coverage are unknown (regenerate the file to have them)"]
+    assert d["coverage"] == {"changed_cells": [], "filled": [], "emptied": [], "empty_cells": mv(None, 2)}
+    assert d["splits"]["trainable_tokens"]["openai"]["validation"] == mv(None, 705)
+    assert d["splits"]["largest_stratum_count_deviation"] == mv(None, 0.75)
+    assert d["conversation_exclusions"] == {"exact_duplicate_conversation": mv(None, 2), "new_reason": mv(None, 2)}
+    assert d["warnings"] == {"added": ["split_leakage"], "resolved": []}
+    back = version_diff(new, old)
+    assert back["notes"] == ["the second version was published before dataset quality existed: its splits, "
+                             "duplicates and coverage are unknown (regenerate the file to have them)"]
+    assert back["coverage"] == {"changed_cells": [], "filled": [], "emptied": [], "empty_cells": mv(2, None)}
+    assert back["conversation_exclusions"] == {"exact_duplicate_conversation": mv(2, None), "new_reason": mv(2, None)}
+
+
+def test_the_default_labels_name_the_first_and_second_version():
+    with pytest.raises(ManifestInvalid, match=r"^the first version: members is not a list$"):
+        version_diff({"file": {}}, _rich(2, 1))
+    with pytest.raises(ManifestInvalid, match=r"^the second version: the manifest is not a JSON object$"):
+        version_diff(_rich(1, 0), None)  # type: ignore[arg-type]
+
+
+def test_coverage_cells_listed_on_one_side_only_count_zero_on_the_other():
+    def with_cells(version: int, cells: Any) -> dict[str, Any]:
+        doc = _rich(version, 0)
+        doc["dataset"]["coverage"] = {"cells": cells, "empty_cells": []}
+        return doc
+
+    d = version_diff(with_cells(1, {"a": 2, "b": 1, "e": 0}), with_cells(2, {"b": 1, "c": 3, "d": 0}))["coverage"]
+    assert d["changed_cells"] == [{"cell": "a", **mv(2, 0)}, {"cell": "c", **mv(0, 3)}]
+    assert (d["filled"], d["emptied"]) == (["c"], ["a"])
+    assert d["empty_cells"] == mv(0, 0)
+    odd = version_diff(with_cells(1, ["a"]), with_cells(2, {"a": 1}))["coverage"]  # cells not a mapping: none
+    assert odd["changed_cells"] == [{"cell": "a", **mv(0, 1)}] and odd["filled"] == ["a"]
+    odd = version_diff(with_cells(1, {"a": 1}), with_cells(2, "a"))["coverage"]
+    assert odd["changed_cells"] == [{"cell": "a", **mv(1, 0)}] and odd["emptied"] == ["a"]
+
+
+@pytest.mark.parametrize(("a", "b", "change"), [(0, 0.0000004, 0.0), (0, 0.0000006, 0.000001), (1.5, 2.25, 0.75)])
+def test_a_change_is_rounded_to_six_places(a: float, b: float, change: float):
+    from lorafiles.domain.quality.diff import moved
+    assert moved(a, b)["change"] == change
+
+
+def test_five_words_make_one_shingle_and_fewer_are_compared_word_by_word():
+    # four words in another order are the same set of words: a near copy (similarity 1.0); five words in
+    # another order are another 5-gram: nothing in common
+    d = DuplicateFinder()
+    d.add("c1", "train", [(1, "save more money now"), (2, "save more money now please")], "1")
+    d.add("c2", "train", [(1, "now money more save"), (2, "please now money more save")], "2")
+    near = d.result()["near_responses"]["listed"]
+    assert [((p["a"]["conversation_id"], p["a"]["turn_number"]), (p["b"]["conversation_id"], p["b"]["turn_number"]),
+             p["similarity"]) for p in near] == [(("c1", 1), ("c2", 1), 1.0)]
+
+
+def test_the_leakage_entries_name_what_crossed_the_split():
+    d = DuplicateFinder()
+    d.add("c1", "train", [(1, "same reply")], "same conversation")
+    d.add("c2", "validation", [(1, "same reply")], "same conversation")
+    leaks = d.result()["leakage"]["listed"]
+    assert leaks == [{"kind": "exact_conversation", "conversations": ["c1", "c2"]},
+                     {"kind": "exact_response", "responses": [
+                         {"conversation_id": "c1", "turn_number": 1, "split": "train"},
+                         {"conversation_id": "c2", "turn_number": 1, "split": "validation"}]}]
+
+
+def test_conversation_groups_are_ordered_by_their_first_copy_not_a_later_one():
+    d = DuplicateFinder()
+    for cid, text in (("m1", "em"), ("k1", "kay"), ("a9", "EM"), ("z9", "KAY")):
+        d.add(cid, "train", [], text)
+    assert [[e["conversation_id"] for e in g] for g in d.result()["exact_conversations"]["listed"]] == [
+        ["k1", "z9"], ["m1", "a9"]]
+
+
+def test_each_pruning_is_counted(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(dup_mod, "_PHRASE_KEYS_MAX", 3)
+    d = DuplicateFinder()
+    d.add("c1", "train", [(1, "a0 a1 a2 a3 a4 a5 a6 a7 a8")], "1")  # 4 phrases: pruned (to none)
+    d.add("c2", "train", [(1, "b0 b1 b2 b3 b4 b5 b6 b7 b8")], "2")  # 4 more: pruned again
+    assert d.result()["phrase_counting"] == "lossy: phrases seen once were dropped 2 time(s)"
+
+
+def test_split_figures_of_a_fraction_with_five_decimals_are_rounded_to_four():
+    a = SplitAssigner(0.12345, "s")
+    a.assign("c0", "A")
+    r = a.result()
+    assert r["strata"]["A"]["expected_validation"] == 0.1235 and r["strata"]["A"]["count_deviation"] == 0.1235
+    assert r["file_validation_deviation"] == 0.1235 and r["largest_stratum_count_deviation"] == 0.1235
