@@ -6,12 +6,19 @@ hand-made inputs; the expected answers are written out here from the documented 
 from __future__ import annotations
 
 import copy
+import random
 from typing import Any
 
 import pytest
 import yaml
 
+from lorafiles.domain.exports import EXPORT_FORMATS
 from lorafiles.domain.quality import card as card_mod
+from lorafiles.domain.quality import duplicates as dup_mod
+from lorafiles.domain.quality.coverage import CoverageCounter
+from lorafiles.domain.quality.diff import ManifestInvalid, moved, version_diff
+from lorafiles.domain.quality.duplicates import DuplicateFinder, normalise
+from lorafiles.domain.quality.splits import METHOD, SplitAssigner
 
 # ---------------------------------------------------------------------------- the card
 
@@ -318,7 +325,6 @@ def test_a_split_of_one_line_is_declared_and_an_empty_one_is_not():
 
 
 # ---------------------------------------------------------------------------- splits
-from lorafiles.domain.quality.splits import METHOD, SplitAssigner  # noqa: E402
 
 
 def test_the_split_result_of_a_worked_example_with_a_stratum_exactly_one_over_f():
@@ -409,21 +415,20 @@ def test_an_empty_file_has_no_strata_and_only_the_no_validation_fallback():
     assert off.result()["fallbacks"] == [] and off.result()["strata"]["A"]["expected_validation"] == 0.0
 
 
-def test_a_fraction_of_exactly_zero_is_allowed_and_just_below_one_too():
+def test_a_fraction_of_exactly_zero_is_allowed_and_one_just_below_one_sends_all_but_the_first_to_validation():
     assert SplitAssigner(0.0, "s").fraction == 0.0
-    a = SplitAssigner(0.99, "s")
-    assert [a.assign(f"c{i}", "A") for i in range(3)][0] == "train"
+    a = SplitAssigner(0.99, "s")  # from the 2nd on, g = 0.99*(N+1) - V >= 1 and d > 0: validation forced
+    assert [a.assign(f"c{i}", "A") for i in range(4)] == ["train", "validation", "validation", "validation"]
 
 
 def test_the_file_deficit_forces_validation_once_a_whole_conversation_is_owed():
     # f = 1/2, one stratum: the 2nd conversation has d = 1/2*2 - 0 = 1 and g = 1: validation whatever its hash;
-    # the 3rd has d = 1/2*3 - 1 = 1/2 and g = 1/2: its hash decides; the 4th after (t, v, x): ...
+    # after that the hash decides only inside the bound
     for seed in ("a", "b", "c", "d", "e"):
         a = SplitAssigner(0.5, seed)
         got = [a.assign(f"c{i}", "A") for i in range(6)]
         assert got[:2] == ["train", "validation"], seed
-        # in every prefix the validation count stays within one of half the prefix
-        for k in range(1, 7):
+        for k in range(1, 7):  # in every prefix the validation count stays within one of half the prefix
             assert abs(got[:k].count("validation") - k / 2) < 1, (seed, k)
 
 
@@ -442,7 +447,6 @@ def test_the_file_deficit_forces_train_when_the_file_is_ahead():
 
 
 # ---------------------------------------------------------------------------- coverage
-from lorafiles.domain.quality.coverage import CoverageCounter  # noqa: E402
 
 
 def test_the_coverage_section_in_full():
@@ -488,10 +492,7 @@ def test_an_empty_coverage_is_empty_and_a_minimum_of_zero_warns_of_nothing():
 
 
 # ---------------------------------------------------------------------------- duplicates
-import random  # noqa: E402
 
-from lorafiles.domain.quality import duplicates as dup_mod  # noqa: E402
-from lorafiles.domain.quality.duplicates import DuplicateFinder, normalise  # noqa: E402
 
 VOCAB = ["plan", "save", "budget", "fund", "retire", "invest", "debt", "goal", "rate", "tax", "income", "house",
          "loan", "card", "roth", "match"]
@@ -683,8 +684,6 @@ def test_phrase_counting_is_exact_up_to_its_bound_of_half_a_million_phrases():
 
 
 # ---------------------------------------------------------------------------- the version diff
-from lorafiles.domain.exports import EXPORT_FORMATS  # noqa: E402
-from lorafiles.domain.quality.diff import ManifestInvalid, members_of, version_diff  # noqa: E402
 
 
 def _member(cid: str, sha: str = "a", split: str | None = "train", excluded: str | None = None) -> dict[str, Any]:
@@ -860,7 +859,6 @@ def test_coverage_cells_listed_on_one_side_only_count_zero_on_the_other():
 
 @pytest.mark.parametrize(("a", "b", "change"), [(0, 0.0000004, 0.0), (0, 0.0000006, 0.000001), (1.5, 2.25, 0.75)])
 def test_a_change_is_rounded_to_six_places(a: float, b: float, change: float):
-    from lorafiles.domain.quality.diff import moved
     assert moved(a, b)["change"] == change
 
 
