@@ -49,7 +49,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                 "tests/domain/test_preview.py", "tests/domain/exports/test_bundle_layout.py",
                 "tests/domain/test_enriched_hostile.py", "tests/domain/test_problems.py"]),
     "quality": (["domain/quality/*.py"], ["tests/domain/test_quality_units.py", "tests/domain/test_diff_rules.py",
-                                          "tests/quality/test_dataset_quality.py", "tests/quality/test_version_diff.py"]),
+                                          "tests/quality/test_dataset_quality.py", "tests/quality/test_version_diff.py",
+                                          "tests/mutants/test_quality_edges.py"]),
     "exports": (["domain/exports/*.py"], ["tests/domain/exports", "tests/mutants/test_exports_edges.py"]),
     "tokens": (["tokens/*.py"], ["tests/tokens", "tests/mutants/test_tokens_edges.py"]),
     # the use cases, in three groups (each with the tests that drive it; every pipeline test goes

@@ -95,8 +95,8 @@ def render_card(*, file_id: str, file_name: str, version: int, formats: tuple[st
     rows += [[f"{fmt} trainable tokens", split_tokens[fmt]["train"], split_tokens[fmt]["validation"]] for fmt in formats]
     md += _table(["", "train", "validation"], rows) + [""]
     excl = dataset["exclusions"]["by_reason"]
-    md += [f"Excluded from the splits: {sum(excl.values())} conversation(s) "
-           + (", ".join(f"{k}: {v}" for k, v in excl.items()) or "") + ".", ""]
+    md += [f"Excluded from the splits: {sum(excl.values())} conversation(s)"
+           + (" (" + ", ".join(f"{k}: {v}" for k, v in excl.items()) + ")" if excl else "") + ".", ""]
     md += ["## Policies", "", "| setting | value |", "|---|---|"]
     md += [f"| {k} | `{json.dumps(v)}` |" for k, v in sorted(policy.items())] + [""]
     md += [f"Split: {splits['method']}. Stratified by {splits['stratify_by']}; {splits['stated_bound']}; "
