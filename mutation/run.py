@@ -200,7 +200,7 @@ def report(groups: list[str]) -> bool:
             equiv = [k for k in statuses if k in eq]
             seen.update(equiv)
             killed = sum(1 for k, s in statuses.items() if s in KILLED and k not in eq)
-            unchecked = [k for k, s in statuses.items() if s in ("not checked", "skipped")]
+            unchecked = [k for k, s in statuses.items() if s in ("not checked", "skipped") and k not in eq]
             alive = sorted(k for k, s in statuses.items() if s not in KILLED and k not in eq and k not in unchecked)
             counted = total - len(equiv) - len(unchecked)
             # nothing checked is no score at all (a failed mutmut run), never 100 %
