@@ -18,6 +18,7 @@ from exports_helpers import EOT, OVERHEAD, FakeModel, make_pairs, words  # noqa:
 from lorafiles.domain.exports import (  # noqa: E402
     EXPORT_FILES,
     EXPORT_FORMATS,
+    ExportAccumulator,
     TrainingPolicy,
     axolotl_datasets_yaml,
     build_member_exports,
@@ -220,3 +221,254 @@ def test_axolotl_yaml_declares_the_policy_and_the_file_it_was_built_for():
         "# tokenizer: each fits in 3000 tokens (length policy: trim_history).",
     ]
     assert yaml.safe_load(axolotl_datasets_yaml(TrainingPolicy()))["datasets"][0]["path"] == "axolotl.jsonl"
+
+
+# -- aggregate: the manifest's version-wide figures ------------------------------------------------
+
+def _stats(tokens, exclusions=(), trims=(), max_length=2048):
+    return {"max_length": max_length, "tokens": {f: tokens.get(f, []) for f in EXPORT_FORMATS},
+            "exclusions": list(exclusions), "trims": list(trims), "changes": {}, "checks": {}}
+
+
+def test_nearest_rank_refuses_with_a_reason():
+    from lorafiles.domain.exports import nearest_rank
+
+    with pytest.raises(ValueError, match=r"^no values$"):
+        nearest_rank([], 50)
+    for p in (0, 101, -5):
+        with pytest.raises(ValueError, match=r"^p must be in \(0, 100\]$"):
+            nearest_rank([1, 2], p)
+    assert nearest_rank([1, 2], 100) == 2
+
+
+def test_nearest_rank_is_the_ceiling_of_p_n_over_100():
+    from lorafiles.domain.exports import nearest_rank
+
+    values = list(range(101))  # 0..100
+    assert nearest_rank(values, 1) == 1    # rank ceil(101/100) = 2
+    assert nearest_rank(values, 50) == 50  # rank ceil(50.5) = 51
+    assert nearest_rank(values, 99) == 99  # rank ceil(99.99) = 100
+
+
+def test_mean_is_rounded_to_two_decimals():
+    from lorafiles.domain.exports.aggregate import distribution
+
+    assert distribution([1, 1, 2])["mean"] == 1.33
+    assert distribution([2, 2, 3])["mean"] == 2.33
+    assert distribution([1, 2])["mean"] == 1.5
+
+
+def test_examples_over_max_length_counts_each_line_strictly_beyond_the_limit():
+    acc = ExportAccumulator()
+    acc.add(_stats({"openai": [[2048, 5], [2049, 5], [5000, 5]], "trl": [[2048, 1]]}))
+    acc.add(_stats({"openai": [[2049, 5]]}))
+    out = acc.result()["formats"]
+    assert out["openai"]["examples_over_max_length"] == 3
+    assert out["trl"]["examples_over_max_length"] == 0
+    assert out["axolotl"]["examples_over_max_length"] == 0
+
+
+def test_exclusions_and_trims_add_up_over_members_and_an_unknown_reason_gets_its_own_count():
+    acc = ExportAccumulator()
+    ex = [{"pair_id": "p", "turn_number": 2, "reason": "custom_reason", "trainable_tokens": 5},
+          {"pair_id": "p", "turn_number": 4, "reason": "custom_reason", "trainable_tokens": 7},
+          {"pair_id": "p", "turn_number": 6, "reason": "over_length", "trainable_tokens": 3}]
+    tr = [{"pair_id": "p", "turn_number": 8, "messages_removed": 2, "context_tokens_removed": 40},
+          {"pair_id": "p", "turn_number": 10, "messages_removed": 4, "context_tokens_removed": 60}]
+    acc.add(_stats({}, exclusions=ex, trims=tr))
+    acc.add(_stats({}, exclusions=ex[:1], trims=tr[:1]))
+    out = acc.result()
+    assert out["exclusions"]["custom_reason"] == {"count": 3, "trainable_tokens": 17}
+    assert out["exclusions"]["over_length"] == {"count": 1, "trainable_tokens": 3}
+    assert out["trims"] == {"count": 3, "messages_removed": 8, "context_tokens_removed": 140}
+    assert out["formats"]["openai"]["trainable_tokens_excluded"] == 20
+    assert out["formats"]["openai"]["context_tokens_trimmed"] == 140
+
+
+def test_max_length_is_one_value_a_sorted_list_of_several_or_none():
+    from lorafiles.domain.exports import ExportAccumulator as Acc
+
+    assert Acc().result()["max_length"] is None
+    assert Acc().extend([_stats({}, max_length=4096), _stats({}, max_length=4096)]).result()["max_length"] == 4096
+    mixed = Acc().extend([_stats({}, max_length=4096), _stats({}, max_length=2048), _stats({}, max_length=4096)])
+    assert mixed.result()["max_length"] == [2048, 4096]
+
+
+# -- build: what the report says when a line fails its checks --------------------------------------
+
+from lorafiles.domain.exports import build as build_mod  # noqa: E402
+from lorafiles.domain.exports.formats import Line  # noqa: E402
+from lorafiles.ports import TemplateRenderError, TokenCount  # noqa: E402
+
+FOUR = ["u1", "a1", "u2", "a2"]  # two trained turns: pairs 1 and 3 (turns 2 and 4)
+
+
+def _err(result):
+    (err,) = result.errors
+    return err
+
+
+def _patch_openai(monkeypatch, change):
+    original = build_mod.openai_line
+
+    def defective(d, ex):
+        line = original(d, ex)
+        return change(line)
+
+    monkeypatch.setattr(build_mod, "openai_line", defective)
+
+
+def test_weight_on_a_user_message_is_a_named_check_failure_and_the_conversation_gets_no_line(monkeypatch):
+    def weigh_user(line):
+        line.record["messages"][1]["weight"] = 0
+        return line
+
+    _patch_openai(monkeypatch, weigh_user)
+    r = build(make_pairs(FOUR))
+    assert not r.ok and r.lines == {f: b"" for f in EXPORT_FORMATS}
+    err = _err(r)
+    assert (err.code, err.severity, err.field) == ("export_check_failed", "error", "training_pairs[3].target_response")
+    assert err.message == "openai line ending at pair t_turn4 (turn 4) fails the check(s) weight_on_non_assistant"
+    assert r.stats["checks"]["weight_on_non_assistant"] == 1
+    assert r.stats["checks"]["view_mismatch"] == 0
+    assert r.report_entry()["formats"]["openai"]["max_total_tokens"] == 0
+
+
+def test_a_trained_flag_the_line_does_not_declare_is_a_view_mismatch(monkeypatch):
+    def train_user(line):
+        line.record["messages"][1]["weight"] = 1  # same messages, different flags
+        return line
+
+    _patch_openai(monkeypatch, train_user)
+    r = build(make_pairs(FOUR))
+    err = _err(r)
+    assert err.message == ("openai line ending at pair t_turn4 (turn 4) fails the check(s) "
+                           "view_mismatch, weight_on_non_assistant")
+    assert (r.stats["checks"]["view_mismatch"], r.stats["checks"]["weight_on_non_assistant"]) == (1, 1)
+
+
+def test_an_unknown_key_in_an_openai_message_fails_the_cookbook_check(monkeypatch):
+    def extra_key(line):
+        line.record["messages"][2]["train"] = True
+        return line
+
+    _patch_openai(monkeypatch, extra_key)
+    r = build(make_pairs(FOUR))
+    assert _err(r).message.endswith("fails the check(s) message_unrecognized_key")
+    assert r.stats["checks"]["message_unrecognized_key"] == 1
+
+
+def test_a_line_whose_last_turn_is_not_trained_fails_the_structural_check(monkeypatch):
+    def untrained(line):
+        for m in line.record["messages"]:
+            if "weight" in m:
+                m["weight"] = 0
+        return Line(line.fmt, line.start, line.end, (), line.record)
+
+    _patch_openai(monkeypatch, untrained)
+    r = build(make_pairs(FOUR))
+    assert _err(r).message.endswith("fails the check(s) ends_on_assistant")
+    assert r.stats["checks"]["ends_on_assistant"] == 1
+    assert r.stats["checks"]["view_mismatch"] == 0
+
+
+class _LineRenderFails(FakeModel):
+    """Counts fine, but its template refuses to render any produced line (as a whole)."""
+
+    error = TemplateRenderError
+
+    def count(self, messages, trained):
+        return TokenCount(1 + sum(len(m["content"].split()) + OVERHEAD for m in messages),
+                          sum(len(m["content"].split()) + EOT for m, t in zip(messages, trained) if t))
+
+    def render(self, messages, *, add_generation_prompt=False):
+        self.renders += 1
+        raise self.error("refused")
+
+
+def test_a_line_that_cannot_be_rendered_is_an_error_per_line_naming_the_line():
+    r = build(make_pairs(FOUR), model=_LineRenderFails())
+    # openai 1, trl 2, axolotl 1, sharegpt 1: each line is refused
+    assert [e.code for e in r.errors] == ["template_render_failed"] * 5
+    assert r.stats["checks"]["template_render_failed"] == 5
+    first = r.errors[0]
+    assert first.field == "training_pairs[3].target_response"
+    assert first.message == ("mistral-7b-instruct-v0.2: the openai line ending at pair t_turn4 (turn 4) cannot be "
+                             "rendered and counted: refused")
+    assert [e.field for e in r.errors] == ["training_pairs[3].target_response", "training_pairs[1].target_response",
+                                           "training_pairs[3].target_response", "training_pairs[3].target_response",
+                                           "training_pairs[3].target_response"]
+    assert r.lines == {f: b"" for f in EXPORT_FORMATS}
+
+
+class _Boundary(_LineRenderFails):
+    from lorafiles.tokens._base import TokenBoundaryError as error
+
+
+class _NoCode(_LineRenderFails):
+    class error(TemplateRenderError):
+        code = None
+
+
+def test_a_render_failure_keeps_its_own_code_and_falls_back_to_the_generic_one():
+    r = build(make_pairs(FOUR), model=_Boundary())
+    assert {e.code for e in r.errors} == {"token_boundary_mismatch"}
+    assert r.stats["checks"]["token_boundary_mismatch"] == 5
+    assert r.stats["checks"]["template_render_failed"] == 0
+    r = build(make_pairs(FOUR), model=_NoCode())
+    assert {e.code for e in r.errors} == {"template_render_failed"}
+
+
+class _RenderCounted(_LineRenderFails):
+    def render(self, messages, *, add_generation_prompt=False):
+        self.renders += 1
+        return "text"
+
+
+def test_every_distinct_line_window_is_rendered_once():
+    model = _RenderCounted()
+    r = build(make_pairs(FOUR), model=model)
+    assert r.ok
+    # windows: (0, 3) for openai, axolotl, sharegpt and the second trl line; (0, 1) for the first trl line
+    assert model.renders == 2
+
+
+def test_a_render_failure_of_the_dialogue_names_its_last_message_and_is_counted_per_dialogue():
+    pairs = make_pairs(FOUR + ["u3", "a3"])
+    pairs[3]["conversation_history"][0]["content"] = "another start"  # pair 3 diverges: two dialogues
+    r = build(pairs, model=FakeModel(refuse="a1"))
+    assert r.stats["changes"]["divergent_history_split"] == 1
+    assert [e.code for e in r.errors] == ["template_render_failed"] * 2
+    assert r.stats["checks"]["template_render_failed"] == 2
+    assert [e.field for e in r.errors] == ["training_pairs[5].target_response", "training_pairs[3].target_response"]
+
+
+class _Trainable(FakeModel):
+    def __init__(self, trainable):
+        super().__init__()
+        self.trainable = trainable
+
+    def count(self, messages, trained):
+        return TokenCount(super().count(messages, trained).total, self.trainable)
+
+
+def test_one_trainable_token_is_enough_and_zero_is_an_error_per_line():
+    assert build(make_pairs(FOUR), model=_Trainable(1)).ok
+    r = build(make_pairs(FOUR), model=_Trainable(0))
+    assert r.stats["checks"]["zero_trainable_tokens"] == 5
+    assert r.errors[0].field == "training_pairs[3].target_response"
+    assert r.errors[0].message == "openai line ending at pair t_turn4 (turn 4) has no trainable token (builder defect)"
+
+
+class _Inconsistent(FakeModel):
+    def count(self, messages, trained):
+        c = super().count(messages, trained)
+        return TokenCount(c.total + (10_000 if sum(trained) > 1 else 0), c.trainable)
+
+
+def test_a_line_over_max_length_names_the_line_and_its_field():
+    r = build(make_pairs(FOUR), model=_Inconsistent())
+    assert [e.field for e in r.errors] == ["training_pairs[3].target_response"] * 3
+    total = 10_000 + 1 + 8 + 4 * (1 + 3)  # start, system, four one-word messages
+    assert r.errors[0].message == (f"openai line ending at pair t_turn4 (turn 4) has {total} tokens after the length "
+                                   "policy, more than max_length 2048 (builder defect)")
