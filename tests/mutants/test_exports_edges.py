@@ -472,3 +472,82 @@ def test_a_line_over_max_length_names_the_line_and_its_field():
     total = 10_000 + 1 + 8 + 4 * (1 + 3)  # start, system, four one-word messages
     assert r.errors[0].message == (f"openai line ending at pair t_turn4 (turn 4) has {total} tokens after the length "
                                    "policy, more than max_length 2048 (builder defect)")
+
+
+# -- length: max_length exactly reached ------------------------------------------------------------
+
+from lorafiles.domain.exports.dialogue import Dialogue, Message  # noqa: E402
+from lorafiles.domain.exports.length import Example, Measure, select  # noqa: E402
+
+EXACT = [words(27, "a"), words(27, "b"), words(27, "c"), words(27, "d")]  # 1 + 8 + 4 * 30 = 129 tokens
+
+
+@pytest.mark.parametrize("over_length", ["drop_turn", "trim_history", "fail"])
+def test_an_example_of_exactly_max_length_tokens_is_trained_whole(over_length):
+    r = build(make_pairs(EXACT), max_length=129, over_length=over_length)
+    assert r.ok
+    (line,) = decoded(r, "openai")
+    assert [m.get("weight") for m in line["messages"]] == [None, None, 1, None, 1]
+    assert r.stats["tokens"]["openai"] == [[129, 2 * (27 + EOT)]]
+    assert r.stats["trims"] == [] and r.stats["exclusions"] == []
+    # one token fewer and the second turn is over length (trim_history trims its first exchange)
+    r = build(make_pairs(EXACT), max_length=128, over_length=over_length)
+    if over_length == "trim_history":
+        assert [(t["turn_number"], t["messages_removed"]) for t in r.stats["trims"]] == [(4, 2)]
+    else:
+        assert [(e["turn_number"], e["reason"]) for e in r.stats["exclusions"]] == [(4, "over_length")]
+    assert r.ok == (over_length != "fail")
+
+
+def _dialogue(*texts: str) -> Dialogue:
+    msgs = [Message("user" if i % 2 == 0 else "assistant", t, f"m{i}", owner=i if i % 2 else None, content=t)
+            for i, t in enumerate(texts)]
+    return Dialogue(SYSTEM, "s", msgs, base=0, members=[i for i in range(1, len(texts), 2)], system_content=SYSTEM)
+
+
+def test_trim_history_over_length_records_the_examples_tokens():
+    d = _dialogue(words(5), words(5), words(5), words(200))
+    sel = select([1, 3], TrainingPolicy(max_length=150, over_length="trim_history"), Measure(FakeModel(), d))
+    (over,) = sel.over_length
+    assert (over.index, over.tokens, over.trainable) == (3, 1 + 8 + 3 * 8 + 203, 200 + EOT)
+    assert [(e.start, e.end, e.trained) for e in sel.examples] == [(0, 1, [1])]
+    assert sel.trims == []
+
+
+def test_trim_history_trims_from_the_second_exchange_when_only_that_fits():
+    d = _dialogue(words(100), words(5), words(5), words(5))  # 1 + 8 + 103 + 3 * 8 = 136 tokens
+    sel = select([3], TrainingPolicy(max_length=128, over_length="trim_history"), Measure(FakeModel(), d))
+    assert [(e.start, e.end, e.trained) for e in sel.examples] == [(2, 3, [3])]
+    ((index, removed, tokens),) = [(t.index, t.messages_removed, t.context_tokens_removed) for t in sel.trims]
+    assert (index, removed, tokens) == (3, 2, 103 + 8)
+
+
+# -- formats: sharegpt windows ---------------------------------------------------------------------
+
+from lorafiles.domain.exports.formats import sharegpt_windows  # noqa: E402
+
+
+def test_sharegpt_windows_cut_around_each_context_only_exchange():
+    # exchanges (user, assistant): 0-1 T, 2-3 T, 4-5 context, 6-7 T, 8-9 context, 10-11 T, 12-13 T, 14-15 T
+    ex = Example(0, 15, [1, 3, 7, 11, 13, 15])
+    windows, dropped = sharegpt_windows(ex)
+    assert windows == [(0, 3, (1, 3)), (6, 7, (7,)), (10, 15, (11, 13, 15))]
+    assert dropped == 4
+
+
+def test_sharegpt_lines_of_a_long_run_train_every_assistant_message():
+    texts = ["u1", "a1", "u2", "a2", "u3", "a3", "u4", "a4 \\", "u5", "a5", "u6", "a6"]
+    r = build(make_pairs(texts))
+    assert r.ok
+    lines = decoded(r, "sharegpt")
+    assert [[c["value"] for c in x["conversations"]] for x in lines] == [
+        ["u1", "a1", "u2", "a2", "u3", "a3"], ["u5", "a5", "u6", "a6"]]
+    assert r.stats["changes"]["sharegpt_context_dropped"] == 2
+    assert r.stats["tokens"]["sharegpt"] == [[1 + 8 + 6 * 4, 3 * (1 + EOT)], [1 + 8 + 4 * 4, 2 * (1 + EOT)]]
+
+
+def test_view_of_an_unknown_format_names_it():
+    from lorafiles.domain.exports import view_of
+
+    with pytest.raises(ValueError, match=r"^unknown export format 'csv'$"):
+        view_of("csv", {})
