@@ -551,3 +551,63 @@ def test_view_of_an_unknown_format_names_it():
 
     with pytest.raises(ValueError, match=r"^unknown export format 'csv'$"):
         view_of("csv", {})
+
+
+# -- checks: the cookbook's counts, the text problems' wording -------------------------------------
+
+from lorafiles.domain.exports.checks import line_violations, openai_format_errors  # noqa: E402
+
+
+def test_cookbook_checks_count_every_defective_message():
+    a = {"role": "assistant", "content": "r"}
+    assert openai_format_errors("text") == {"data_type": 1}
+    assert openai_format_errors({"other": []}) == {"missing_messages_list": 1}
+    assert openai_format_errors({"messages": None}) == {"missing_messages_list": 1}
+    # non-dict messages are each counted and the later messages are still checked
+    assert openai_format_errors({"messages": [1, "x", {"role": "robot", "content": "c"}, a]}) == {
+        "data_type": 2, "unrecognized_role": 1}
+    assert openai_format_errors({"messages": [{"content": "c"}, {"role": "user"}, {"role": "user", "content": "q",
+                                                                                    "x": 1, "y": 2},
+                                              {"role": "user", "content": "q", "z": 0},
+                                              {"role": "tool", "content": "t"}, {"content": "n"}]}) == {
+        "message_missing_key": 3, "unrecognized_role": 3, "missing_content": 1, "message_unrecognized_key": 2,
+        "example_missing_assistant_message": 1}
+    assert openai_format_errors({"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": ""},
+                                              a]}) == {"missing_content": 2}
+
+
+def test_a_function_call_message_needs_no_content_but_content_must_still_be_a_string():
+    call = {"name": "lookup", "arguments": "{}"}
+    ok = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "function_call": call}]}
+    assert openai_format_errors(ok) == {}
+    none = {"messages": [{"role": "user", "content": "q"},
+                         {"role": "assistant", "content": None, "function_call": call}]}
+    assert openai_format_errors(none) == {"missing_content": 1}
+
+
+def test_line_invariants_of_a_line_with_no_turn_at_all():
+    assert line_violations([{"role": "system", "content": "s"}], [False]) == ["starts_with_user", "ends_on_assistant"]
+    assert line_violations([], []) == ["starts_with_user", "ends_on_assistant"]
+
+
+def _problem(result, code):
+    return [(p.field, p.message) for p in result.problems if p.code == code]
+
+
+def test_each_text_problem_names_what_holds_it():
+    texts = [r"u one\n", r"a one\n", "u two", "a two"]
+    r = build(make_pairs(texts, system=r"sys\n"))
+    tail = "holds literal backslash-n, backslash-quote or backslash-t: replaced by real characters in the exports"
+    assert _problem(r, "literal_escapes") == [
+        ("training_pairs[3].system_prompt", f"system prompt {tail}"),
+        ("training_pairs[1].current_user_input", f"user input {tail}"),
+        ("training_pairs[1].target_response", f"target response {tail}"),
+    ]
+    # a history message that is no pair's target is named "history content"
+    pairs = make_pairs(["u one", "a one", "u two", "a two"])
+    for p in pairs:
+        p["conversation_history"] = [{"role": "user", "content": r"earlier\t"}, {"role": "assistant", "content": "x"}] \
+            + p["conversation_history"]
+    r = build(pairs)
+    assert _problem(r, "literal_escapes")[0] == ("training_pairs[3].conversation_history[0].content",
+                                                 f"history content {tail}")
