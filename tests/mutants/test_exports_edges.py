@@ -611,3 +611,83 @@ def test_each_text_problem_names_what_holds_it():
     r = build(pairs)
     assert _problem(r, "literal_escapes")[0] == ("training_pairs[3].conversation_history[0].content",
                                                  f"history content {tail}")
+
+
+# -- dialogue: which pair and field each turn-structure problem names ------------------------------
+
+SIX = ["u1", "a1", "u2", "a2", "u3", "a3"]
+
+
+def _where(result, code):
+    return [(p.severity, p.field, p.message) for p in result.problems if p.code == code]
+
+
+def test_a_history_content_that_is_not_a_string_is_an_error_in_every_pair_that_carries_it():
+    pairs = make_pairs(SIX, repeat=False)
+    for p in pairs[3:]:
+        p["conversation_history"][0]["content"] = 5  # pairs 3 and 5 agree with each other, not with pair 1
+    r = build(pairs)
+    assert _where(r, "wrong_type") == [
+        ("error", "training_pairs[5].conversation_history[0].content", "history content is not a string"),
+        ("error", "training_pairs[3].conversation_history[0].content", "history content is not a string")]
+    # the text counts as empty: that is an error too, not a made-up text
+    assert ("error", "training_pairs[5].conversation_history[0].content", "history content is empty or whitespace only") \
+        in _where(r, "empty_content")
+    assert r.stats["changes"]["divergent_history_split"] == 1
+    assert r.lines == {f: b"" for f in EXPORT_FORMATS}
+
+
+def test_a_user_input_that_is_not_a_string_counts_as_empty():
+    pairs = make_pairs(["u1", "a1", "u2", "a2"], repeat=False)
+    pairs[3]["current_user_input"] = 7
+    r = build(pairs)
+    assert _where(r, "empty_content") == [
+        ("error", "training_pairs[3].current_user_input", "user input is empty or whitespace only")]
+    assert r.stats["checks"]["empty_content"] == 1
+
+
+def test_a_system_prompt_that_is_not_a_string_counts_as_empty():
+    pairs = make_pairs(["u1", "a1", "u2", "a2"])
+    for p in pairs:
+        p["system_prompt"] = None
+    r = build(pairs)
+    assert _where(r, "empty_content") == [
+        ("error", "training_pairs[3].system_prompt", "system prompt is empty or whitespace only")]
+
+
+def test_a_repeated_user_input_is_named_with_its_pair():
+    r = build(make_pairs(["u1", "a1", "u2", "a2"]))
+    assert _where(r, "repeated_user_input") == [
+        ("warning", "training_pairs[1].current_user_input",
+         "pair t_turn2 (turn 2): the user input equals the last history message; the exports send it once"),
+        ("warning", "training_pairs[3].current_user_input",
+         "pair t_turn4 (turn 4): the user input equals the last history message; the exports send it once")]
+
+
+def test_a_duplicate_pair_names_both_pairs():
+    import copy
+
+    pairs = make_pairs(["u1", "a1", "u2", "a2"])
+    dup = copy.deepcopy(pairs[1])
+    dup["id"] = "again"
+    pairs.insert(2, dup)
+    r = build(pairs)
+    assert _where(r, "duplicate_pair") == [
+        ("warning", "training_pairs[1]", "pair t_turn2 (turn 2) repeats pair again (turn 2); exported once")]
+    assert r.ok and r.stats["tokens"]["trl"] == [[1 + 8 + 2 * 4, 1 + EOT], [1 + 8 + 4 * 4, 1 + EOT]]
+
+
+def test_every_divergent_history_is_counted_and_named():
+    pairs = make_pairs(SIX)
+    pairs[3]["conversation_history"][1]["content"] = "a1 as turn 4 remembers it"
+    for p in pairs[4:]:
+        p["conversation_history"][1]["content"] = "a1 as turn 6 remembers it"
+    r = build(pairs)
+    assert r.ok
+    assert r.stats["changes"]["divergent_history_split"] == 2
+    assert _where(r, "divergent_history_split") == [
+        ("warning", "training_pairs[3].conversation_history",
+         "pair t_turn4 (turn 4): its history is not a prefix of the later turns; exported as a dialogue of its own"),
+        ("warning", "training_pairs[1].conversation_history",
+         "pair t_turn2 (turn 2): its history is not a prefix of the later turns; exported as a dialogue of its own")]
+    assert r.stats["lines"]["openai"] == 3
