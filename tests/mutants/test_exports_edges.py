@@ -691,3 +691,52 @@ def test_every_divergent_history_is_counted_and_named():
         ("warning", "training_pairs[1].conversation_history",
          "pair t_turn2 (turn 2): its history is not a prefix of the later turns; exported as a dialogue of its own")]
     assert r.stats["lines"]["openai"] == 3
+
+
+def test_a_copy_of_the_last_pair_is_a_duplicate_not_a_divergent_dialogue():
+    import copy
+
+    pairs = make_pairs(["u1", "a1", "u2", "a2"])
+    dup = copy.deepcopy(pairs[3])
+    dup["id"] = "again"
+    pairs.append(dup)
+    r = build(pairs)
+    assert r.ok and r.stats["changes"]["divergent_history_split"] == 0
+    assert _where(r, "duplicate_pair") == [
+        ("warning", "training_pairs[3]", "pair t_turn4 (turn 4) repeats pair again (turn 4); exported once")]
+    assert r.stats["lines"]["openai"] == 1
+
+
+def test_every_leading_assistant_message_is_left_out_and_counted_per_dialogue():
+    pairs = make_pairs(SIX)
+    for p in pairs:
+        p["conversation_history"][:0] = [{"role": "assistant", "content": "Welcome!"},
+                                         {"role": "assistant", "content": "How can I help?"}]
+    for p in pairs[4:]:  # turns 5 and 6 remember a1 differently: a second dialogue, with the same greeting
+        p["conversation_history"][3]["content"] = "a1 rewritten"
+    r = build(pairs)
+    assert r.ok
+    assert r.stats["changes"]["leading_assistant_dropped"] == 4
+    assert _where(r, "leading_assistant_dropped") == [
+        ("warning", "training_pairs[5].conversation_history[0].content",
+         "2 history message(s) before the first user message of pair t_turn6 (turn 6) left out of the exports"),
+        ("warning", "training_pairs[3].conversation_history[0].content",
+         "2 history message(s) before the first user message of pair t_turn4 (turn 4) left out of the exports")]
+    assert all(line["messages"][1] == {"role": "user", "content": "u1"} for line in decoded(r, "openai"))
+
+
+def test_an_alternation_error_says_which_roles_meet_and_is_counted_per_dialogue():
+    pairs = make_pairs(SIX)
+    pairs[5]["current_user_input"] = "a different question 5"
+    pairs[3]["current_user_input"] = "a different question 3"  # and pair 3 no longer agrees with pair 5
+    r = build(pairs)
+    msg = "a user message follows a user message (after the system message roles must alternate user/assistant)"
+    assert _where(r, "alternation") == [("error", "training_pairs[5].current_user_input", msg),
+                                        ("error", "training_pairs[3].current_user_input", msg)]
+    assert r.stats["checks"]["alternation"] == 2
+    pairs = make_pairs(["u1", "a1", "u2", "a2"])
+    pairs[3]["conversation_history"][1]["role"] = "user"  # user, user at messages 0 and 1
+    for p in pairs[1:3]:
+        p["target_response"] = None
+    r = build(pairs)
+    assert [m for _, _, m in _where(r, "alternation")] == [msg]
