@@ -740,3 +740,33 @@ def test_an_alternation_error_says_which_roles_meet_and_is_counted_per_dialogue(
         p["target_response"] = None
     r = build(pairs)
     assert [m for _, _, m in _where(r, "alternation")] == [msg]
+
+
+# -- build: the member's stats and report entry ----------------------------------------------------
+
+def test_stats_declare_builder_model_and_policy_digest():
+    policy = TrainingPolicy(max_length=4096, min_quality=2)
+    r = build_member_exports("c", make_pairs(["u1", "a1", "u2", "a2"]), policy, FakeModel())
+    assert (r.stats["builder"], r.stats["model"], r.stats["policy"], r.stats["max_length"]) == (
+        "lorafiles.exports/1", "mistral-7b-instruct-v0.2", policy.digest(), 4096)
+    assert (r.stats["trainable_pairs"], r.stats["trained_turns"]) == (2, 2)
+
+
+def test_a_conversation_blocked_after_selection_reports_no_trained_turn():
+    r = build(make_pairs(["u1", "a1", "u2", "a2"]), model=_Trainable(0))
+    assert not r.ok
+    assert r.stats["trained_turns"] == 0 and r.stats["trainable_pairs"] == 2
+    assert r.stats["lines"] == {f: 0 for f in EXPORT_FORMATS}
+    entry = r.report_entry()
+    assert entry["ok"] is False
+    assert entry["formats"]["trl"] == {"lines": 0, "total_tokens": 0, "trainable_tokens": 0, "max_total_tokens": 0,
+                                       "examples": []}
+
+
+def test_exclusions_are_listed_in_pair_order_whatever_their_reason():
+    texts = ["u1", "a1 \\", "u2", "a2", "u3", "a3", "u4", words(300)]
+    pairs = make_pairs(texts, quality=[3, 3, 3, 1, 3, 3, 3, 3])
+    r = build(pairs, min_quality=2, max_length=200)
+    assert [(e["pair_id"], e["turn_number"], e["reason"]) for e in r.stats["exclusions"]] == [
+        ("t_turn2", 2, "truncated_target"), ("t_turn4", 4, "below_min_quality"), ("t_turn8", 8, "over_length")]
+    assert r.report_entry()["exclusions"] == r.stats["exclusions"]

@@ -240,7 +240,7 @@ class _Build:
         pairs = self.pairs
         exclusions = [{"pair_id": pairs[i].get("id"), "turn_number": pairs[i].get("turn_number"),
                        "reason": reason, "trainable_tokens": lost}
-                      for i, reason, lost in sorted(self.exclusions, key=lambda e: (e[0], e[1]))]
+                      for i, reason, lost in sorted(self.exclusions)]  # (a pair has one reason at most)
         trims = [{"pair_id": pairs[i].get("id"), "turn_number": pairs[i].get("turn_number"),
                   "messages_removed": n, "context_tokens_removed": tokens}
                  for i, n, tokens in sorted(self.trims)]
