@@ -770,3 +770,44 @@ def test_exclusions_are_listed_in_pair_order_whatever_their_reason():
     assert [(e["pair_id"], e["turn_number"], e["reason"]) for e in r.stats["exclusions"]] == [
         ("t_turn2", 2, "truncated_target"), ("t_turn4", 4, "below_min_quality"), ("t_turn8", 8, "over_length")]
     assert r.report_entry()["exclusions"] == r.stats["exclusions"]
+
+
+def test_a_dialogue_render_failure_quotes_the_templates_reason():
+    r = build(make_pairs(SIX), model=FakeModel(refuse="a1"))
+    assert [e.message for e in r.errors] == [
+        "mistral-7b-instruct-v0.2: the dialogue of pair t_turn6 (turn 6) cannot be rendered and counted: "
+        "refused content 'a1'"]
+
+
+def test_the_fail_policy_error_says_how_long_the_example_is_and_which_policy_refused_it():
+    texts = ["u1", "a1", "u2", words(300)]
+    r = build(make_pairs(texts), max_length=200, over_length="fail")
+    total = 1 + 8 + 3 * 4 + 303
+    assert _where(r, "over_length") == [(
+        "error", "training_pairs[3].target_response",
+        f"pair t_turn4 (turn 4): its example has {total} tokens (mistral-7b-instruct-v0.2), more than max_length 200 "
+        "(over_length policy 'fail')")]
+
+
+def _two_dialogues_with_a_context_only_turn():
+    texts = ["u1", "a1", "u2", "a2 \\", "u3", "a3", "u4", "a4"]
+    pairs = make_pairs(texts)
+    for p in pairs[6:]:  # turns 7 and 8 remember a1 differently: a dialogue of their own
+        p["conversation_history"][1]["content"] = "a1 rewritten"
+    return pairs
+
+
+def test_trained_turns_and_sharegpt_drops_add_up_over_the_dialogues():
+    r = build(_two_dialogues_with_a_context_only_turn())
+    assert r.ok and r.stats["changes"]["divergent_history_split"] == 1
+    # dialogue of turn 6: a1, a3 trained (a2 truncated); dialogue of turn 8: a4 only (its a1 ... a3 are not targets)
+    assert r.stats["trained_turns"] == 3
+    assert r.stats["changes"]["sharegpt_context_dropped"] == 2 + 6
+    warnings = _where(r, "sharegpt_context_dropped")
+    assert warnings == [
+        ("warning", "training_pairs[5].target_response",
+         "sharegpt trains every assistant message of a line: 2 context message(s) of the example ending at "
+         "pair t_turn6 (turn 6) are left out and the later turns start a new line"),
+        ("warning", "training_pairs[7].target_response",
+         "sharegpt trains every assistant message of a line: 6 context message(s) of the example ending at "
+         "pair t_turn8 (turn 8) are left out and the later turns start a new line")]
