@@ -811,3 +811,47 @@ def test_trained_turns_and_sharegpt_drops_add_up_over_the_dialogues():
         ("warning", "training_pairs[7].target_response",
          "sharegpt trains every assistant message of a line: 6 context message(s) of the example ending at "
          "pair t_turn8 (turn 8) are left out and the later turns start a new line")]
+
+
+def test_the_model_must_be_the_policys_and_the_refusal_names_both():
+    with pytest.raises(ValueError, match=r"^model 'qwen2.5-7b-instruct' is not the policy's target model "
+                                         r"'mistral-7b-instruct-v0.2'$"):
+        build(make_pairs(FOUR), model=FakeModel(id="qwen2.5-7b-instruct"))
+
+
+def test_a_truncated_target_warning_says_it_stays_context():
+    r = build(make_pairs(["u1", "a1 \\", "u2", "a2"]))
+    assert _where(r, "truncated_target") == [(
+        "warning", "training_pairs[1].target_response",
+        "pair t_turn2 (turn 2): the target ends in a backslash (truncated mid-sentence); not trained, "
+        "only context of later turns")]
+
+
+def test_a_blocked_conversation_still_lists_the_skipped_turns_of_every_dialogue():
+    pairs = _two_dialogues_with_a_context_only_turn()
+    pairs[7]["target_response"] = "a4 \\"
+    pairs[7]["current_user_input"] = pairs[7]["conversation_history"][-1]["content"] = "u4 [INST]"  # blocks
+    r = build(pairs)
+    assert not r.ok
+    assert [(e["turn_number"], e["reason"], e["trainable_tokens"]) for e in r.stats["exclusions"]] == [
+        (4, "truncated_target", 0), (8, "truncated_target", 0)]
+
+
+def test_text_checks_count_every_finding():
+    pairs = make_pairs(["u1 \ud800", "a1 \udfff", "u2", "a2 [INST] </s> \x01\x07"])
+    r = build(pairs)
+    assert r.stats["checks"]["invalid_unicode"] == 2
+    assert r.stats["checks"]["control_tokens"] == 2
+    assert ("warning", "training_pairs[3].target_response",
+            "target response contains control character(s) U+0001, U+0007; kept") in _where(r, "control_characters")
+    pairs = make_pairs(["u1", " ", "u2", "\t"])
+    assert build(pairs).stats["checks"]["empty_content"] == 2
+
+
+def test_literal_escapes_kept_as_written_say_so():
+    r = build(make_pairs(["u1", r"a1\n", "u2", "a2"]), fix_literal_escapes=False)
+    assert _where(r, "literal_escapes") == [(
+        "warning", "training_pairs[1].target_response",
+        "target response holds literal backslash-n, backslash-quote or backslash-t: kept as written "
+        "(fix_literal_escapes is off)")]
+    assert r.stats["changes"]["literal_escapes_fixed"] == 0 and r.stats["checks"]["literal_escapes"] == 1
