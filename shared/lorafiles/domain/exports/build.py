@@ -159,9 +159,9 @@ class _Build:
                 skipped: list[tuple[int, str]]) -> tuple[Dialogue, Measure, list[Example]]:
         measure = Measure(self.model, d)
         try:
+            # (never empty_content: an empty target is an error, and a blocked conversation stops before)
             for a, reason in skipped:
-                lost = 0 if reason == "empty_content" else measure.alone(a).trainable
-                self.exclusions.append((d.messages[a].owner, reason, lost))
+                self.exclusions.append((d.messages[a].owner, reason, measure.alone(a).trainable))
             sel = select(eligible, self.policy, measure)
         except TemplateRenderError as exc:
             self._render_failed(exc, f"the dialogue of {pair_label(self.pairs, d.base)}", d.messages[-1].field)
@@ -208,11 +208,11 @@ class _Build:
         if line.fmt == "openai":
             found.update(openai_format_errors(decoded))
             if any("weight" in m and m.get("role") != ASSISTANT for m in decoded["messages"]):
-                found["weight_on_non_assistant"] += 1
+                found["weight_on_non_assistant"] = 1
         messages, flags = view_of(line.fmt, decoded)
         found.update(line_violations(messages, flags))
         if messages != measure.messages(line.start, line.end) or flags != line.flags():
-            found["view_mismatch"] += 1
+            found["view_mismatch"] = 1
         if found:
             self.checks.update(found)
             self.error("export_check_failed", f"{what} fails the check(s) {', '.join(sorted(found))}", where)
@@ -240,7 +240,7 @@ class _Build:
         pairs = self.pairs
         exclusions = [{"pair_id": pairs[i].get("id"), "turn_number": pairs[i].get("turn_number"),
                        "reason": reason, "trainable_tokens": lost}
-                      for i, reason, lost in sorted(self.exclusions, key=lambda e: (e[0], e[1]))]
+                      for i, reason, lost in sorted(self.exclusions)]  # (a pair has one reason at most)
         trims = [{"pair_id": pairs[i].get("id"), "turn_number": pairs[i].get("turn_number"),
                   "messages_removed": n, "context_tokens_removed": tokens}
                  for i, n, tokens in sorted(self.trims)]

@@ -45,8 +45,7 @@ _WHAT = {"system_prompt": "system prompt", "current_user_input": "user input", "
 
 
 def _what(field_name: str) -> str:
-    last = field_name.rsplit(".", 1)[-1]
-    return _WHAT.get(last, "history content")
+    return _WHAT.get(field_name.rpartition(".")[2], "history content")
 
 
 def prepare_text(dialogues: Iterable[Dialogue], *, fix: bool, control_strings: Iterable[str],
@@ -95,14 +94,12 @@ def _prepare_one(text: str, where: str, fix: bool, tokens: Sequence[str], proble
 
 def openai_format_errors(example: Any) -> Counter[str]:
     """The OpenAI cookbook's format checks of one decoded line (chat fine-tuning data preparation)."""
-    errors: Counter[str] = Counter()
     if not isinstance(example, dict):
-        errors["data_type"] += 1
-        return errors
-    messages = example.get("messages", None)
+        return Counter(data_type=1)
+    messages = example.get("messages")
     if not messages:
-        errors["missing_messages_list"] += 1
-        return errors
+        return Counter(missing_messages_list=1)
+    errors: Counter[str] = Counter()
     for message in messages:
         if not isinstance(message, dict):
             errors["data_type"] += 1
@@ -111,14 +108,14 @@ def openai_format_errors(example: Any) -> Counter[str]:
             errors["message_missing_key"] += 1
         if any(k not in _OPENAI_KEYS for k in message):
             errors["message_unrecognized_key"] += 1
-        if message.get("role", None) not in _OPENAI_ROLES:
+        if message.get("role") not in _OPENAI_ROLES:
             errors["unrecognized_role"] += 1
-        content = message.get("content", None)
-        function_call = message.get("function_call", None)
+        content = message.get("content")
+        function_call = message.get("function_call")
         if (not content and not function_call) or not isinstance(content, str):
             errors["missing_content"] += 1
-    if not any(isinstance(m, dict) and m.get("role", None) == ASSISTANT for m in messages):
-        errors["example_missing_assistant_message"] += 1
+    if not any(isinstance(m, dict) and m.get("role") == ASSISTANT for m in messages):
+        errors["example_missing_assistant_message"] = 1
     return errors
 
 
