@@ -26,6 +26,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_DB = "lorafiles_template"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cold_models_under_mutation() -> None:
+    """Under mutmut, each mutant's tests run in a process forked from one that already ran them:
+    the target models it loaded (`lorafiles.tokens._cache`, with their render and piece caches)
+    would be inherited, so a mutant in a loader or behind a cache would never run. Start every
+    mutant's session from cold models. (A normal run is untouched.)"""
+    if os.environ.get("MUTANT_UNDER_TEST"):
+        import lorafiles.tokens
+
+        lorafiles.tokens._cache.clear()
+
+
 def _admin(url: str) -> psycopg.Connection:
     return psycopg.connect(url, autocommit=True, prepare_threshold=None)
 
