@@ -171,6 +171,29 @@ def test_compensation_waits_for_a_batch_that_is_staging_and_takes_back_what_it_s
     assert objects(kit, file_id) == before
 
 
+def test_compensation_decides_on_the_file_only_once_it_holds_the_file_row(kit: Kit):
+    """Compensation reads the file's current version to decide whether the next version's
+    artifacts are garbage. It locks the file row for that, so a transaction that holds the row
+    (publication locks the file first) finishes before compensation reads it."""
+    import threading
+
+    file_id = kit.create(kit.conversations(2))
+    before = objects(kit, file_id)
+    job = kit.start(kind="add", conversation_ids=kit.conversations(1), file_id=file_id)
+    kit.stage(job)
+    done = threading.Event()
+    with connect(kit.url) as holder:
+        holder.execute("select id from lora_training_files where id = %s for update", (file_id,))
+        worker = threading.Thread(target=lambda: (kit.service.steps.compensate(job), done.set()))
+        worker.start()
+        assert not done.wait(2)  # it waits for the file row
+        assert kit.job(job)["status"] == "running"  # and has changed nothing yet
+        holder.commit()
+    worker.join(30)
+    assert done.is_set() and kit.job(job)["status"] == "failed"
+    assert objects(kit, file_id) == before and kit.file(file_id)["current_version"] == 1
+
+
 def test_the_error_a_step_recorded_is_the_cause_compensation_keeps(kit: Kit):
     ids = kit.conversations(1)
     job = kit.start(kind="create", conversation_ids=ids, name="blocked inside")
