@@ -116,9 +116,10 @@ def test_database_tests_pass_against_the_pushed_project(supabase_project, pg_adm
     backfill_batch_ids(url)
     env = {**os.environ, "DATABASE_URL": role_url(pg_admin_url, "postgres", supabase_project.role),
            "LORAFILES_TEST_TEMPLATE_DB": supabase_project.name}
-    # (test_database_url_embedded_under_home starts an embedded server of its own: not about this database)
+    # (the embedded-server tests start servers of their own: not about this database)
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/db",
-                             "--deselect", "tests/db/test_migrations.py::test_database_url_embedded_under_home"],
+                             "--deselect", "tests/db/test_migrations.py::test_database_url_embedded_under_home",
+                             "--deselect", "tests/db/test_embedded_lifecycle.py"],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert " passed" in result.stdout.splitlines()[-1]
