@@ -618,6 +618,37 @@ def test_a_job_ends_at_the_real_time_whatever_the_local_time_zone(kit: Kit, monk
     assert abs(kit.job(job)["finished_at"] - datetime.now(timezone.utc)) < timedelta(minutes=5)
 
 
+def test_a_published_job_ends_at_the_real_time_whatever_the_local_time_zone(kit: Kit, monkeypatch):
+    import time
+    from datetime import datetime, timedelta
+
+    job = kit.start(kind="create", conversation_ids=kit.conversations(1), name="published time zones")
+    kit.stage(job)
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+5:30: a naive local clock would be hours off
+    time.tzset()
+    try:
+        kit.service.steps.generate(job)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    row = kit.job(job)
+    assert row["status"] == "succeeded"
+    assert abs(row["finished_at"] - datetime.now(timezone.utc)) < timedelta(minutes=5)
+
+
+def test_a_job_that_publishes_after_a_retried_failure_reports_no_error(kit: Kit):
+    """A step that failed transiently records its error; the retry that goes on to publish leaves
+    the job succeeded with no error (the stale one is cleared)."""
+    job = kit.start(kind="create", conversation_ids=kit.conversations(1), name="retried")
+    kit.stage(job)
+    sql(kit, """update lora_training_jobs set error = '{"code": "transient", "message": "S3 timed out"}'::jsonb
+                 where id = %s""", job)
+    assert kit.job(job)["error"]["code"] == "transient"
+    kit.service.steps.generate(job)
+    row = kit.job(job)
+    assert (row["status"], row["error"]) == ("succeeded", None)
+
+
 def test_a_failure_without_a_message_is_reported_without_one(kit: Kit):
     job = kit.start(kind="create", conversation_ids=kit.conversations(1), name="no message")
     kit.service.steps.record_failure(job, JobStateError(""))
