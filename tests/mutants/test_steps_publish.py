@@ -434,6 +434,21 @@ def test_a_regeneration_clears_the_staleness_it_has_read_and_only_that(kit: Kit)
     assert (f["status"], f["stale_since"]) == ("stale", since)
 
 
+def test_a_change_stamped_when_the_regeneration_was_registered_was_read_by_it(kit: Kit):
+    """Staleness stamped at the very instant the regeneration job was registered is a change its
+    batches read afterwards (they read the sources after registration): publishing clears it.
+    Only a later stamp is a change the regeneration may have missed."""
+    file_id = kit.create(kit.conversations(2))
+    mark_stale(kit, file_id)
+    job = str(kit.service.jobs.start_regenerate(OWNER, file_id)["id"])
+    kit.stage(job)
+    sql(kit, "update lora_training_files set stale_since = (select created_at from lora_training_jobs where id = %s)"
+             " where id = %s", job, file_id)
+    assert kit.service.steps.generate(job)["version"] == 2
+    f = kit.file(file_id)
+    assert (f["status"], f["stale_since"]) == ("ready", None)
+
+
 def test_dataset_names_are_lower_snake_case_ascii():
     assert _dataset_name("Client Calls — Q3 2026") == "lorafiles_client_calls_q3_2026"
     assert _dataset_name("__Ünïcode__ Review") == "lorafiles_n_code_review"
