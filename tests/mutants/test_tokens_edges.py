@@ -70,3 +70,38 @@ def test_renders_are_remembered_unless_the_template_reads_the_clock(monkeypatch)
     monkeypatch.setattr(_jinja, "template_bytes", lambda name: b"{{ strftime_now('%Y') }}{{ messages[0].content }}")
     clock = ChatTemplate("clock.jinja", {})
     assert clock._memo is None
+
+
+def test_the_mistral_model_names_exactly_what_it_counts_with():
+    """The identity a manifest records for the default target: which tokenizer build, which
+    vocabulary bytes, which template bytes, and the special tokens its template is given."""
+    import hashlib
+    from importlib import metadata
+
+    from lorafiles.tokens.mistral import MistralV02, vocab_path
+
+    legacy, strict = MistralV02(), MistralV02(legacy=False)
+    version = metadata.version("sentencepiece")
+    assert legacy.id == strict.id == "mistral-7b-instruct-v0.2"
+    assert legacy.tokenizer_id == (
+        f"sentencepiece {version}: SentencePiece v1 lorafiles/tokens/data/mistral-v1.tokenizer.model "
+        "(HF legacy Llama tokenizer: <s> </s> <unk> special, dummy prefix per split)")
+    assert strict.tokenizer_id == (
+        f"sentencepiece {version}: SentencePiece v1 lorafiles/tokens/data/mistral-v1.tokenizer.model "
+        "(HF non-legacy Llama tokenizer: <s> </s> <unk> special, dummy prefix on the first split only)")
+    with open(vocab_path(), "rb") as fh:
+        assert legacy.vocab_sha256 == hashlib.sha256(fh.read()).hexdigest() == (
+            "dadfd56d766715c61d2ef780a525ab43b8e6da4de6865bda3d95fdef5e134055")
+    assert legacy.template_id == "mistralai/Mistral-7B-Instruct-v0.2 tokenizer_config.json chat_template (system-aware)"
+    assert legacy.template_sha256 == "796853172235ab3aaa4810013ddfe2eab481bda3306dad4f700c00d436eed596"
+    assert legacy._template.special_tokens == {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+
+
+def test_the_non_legacy_mistral_tokenizer_adds_no_dummy_prefix_after_the_first_split():
+    from lorafiles.tokens.mistral import MistralV02
+
+    legacy, strict = MistralV02(), MistralV02(legacy=False)
+    assert [legacy._sp.id_to_piece(i) for i in legacy._encode_text("hello", False)] == ["▁hell", "o"]
+    assert [strict._sp.id_to_piece(i) for i in strict._encode_text("hello", False)] == ["hello"]
+    assert [strict._sp.id_to_piece(i) for i in strict._encode_text(" world", False)] == ["▁world"]
+    assert strict._encode_text("hello", True) == legacy._encode_text("hello", True)  # the first split keeps it
