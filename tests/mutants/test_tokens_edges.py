@@ -105,3 +105,57 @@ def test_the_non_legacy_mistral_tokenizer_adds_no_dummy_prefix_after_the_first_s
     assert [strict._sp.id_to_piece(i) for i in strict._encode_text("hello", False)] == ["hello"]
     assert [strict._sp.id_to_piece(i) for i in strict._encode_text(" world", False)] == ["▁world"]
     assert strict._encode_text("hello", True) == legacy._encode_text("hello", True)  # the first split keeps it
+
+
+BPE_IDENTITIES = {
+    "llama-3.1-8b-instruct": (
+        "llama3 quicktok/data/llama3.vocab (Llama 3.1 control-token names 128000-128255)", "llama3.vocab",
+        "124bfc185ea93e669e4ce2e1b5aa5733d2e793a910372fa198dfc1597e1220f2",
+        "meta-llama/Llama-3.1-8B-Instruct tokenizer_config.json chat_template",
+        {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"},
+        {"<|begin_of_text|>": 128000, "<|end_of_text|>": 128001, "<|reserved_special_token_0|>": 128002,
+         "<|finetune_right_pad_id|>": 128004, "<|start_header_id|>": 128006, "<|end_header_id|>": 128007,
+         "<|eom_id|>": 128008, "<|eot_id|>": 128009, "<|python_tag|>": 128010,
+         "<|reserved_special_token_3|>": 128011, "<|reserved_special_token_247|>": 128255}, 256),
+    "qwen2.5-7b-instruct": (
+        "qwen3 quicktok/data/qwen3.vocab (Qwen2.5 added tokens 151643-151664, NFC)", "qwen3.vocab",
+        "6114087889f61af31f72abe80529bbd09826df4d396753a281a14bcc21abc2fa",
+        "Qwen/Qwen2.5-7B-Instruct tokenizer_config.json chat_template",
+        {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"},
+        {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645, "<tool_call>": 151657,
+         "<|file_sep|>": 151664}, 22),
+    "openai-gpt-4o": (
+        "o200k_base quicktok/data/o200k.vocab (framing <|start|> <|message|> <|end|> as o200k_harmony ids "
+        "200006/200008/200007)", "o200k.vocab",
+        "6b17521f79788c7ace48fc75f6edde125637a90b0018427e68f28d051b2ac1fe",
+        "lorafiles framing of OpenAI cookbook 'How to count tokens with tiktoken' (num_tokens_from_messages: "
+        "3 per message + role + content, reply primed with <|start|>assistant<|message|>)",
+        {}, {"<|endoftext|>": 199999, "<|endofprompt|>": 200018, "<|start|>": 200006, "<|end|>": 200007,
+             "<|message|>": 200008}, 5),
+}
+
+
+@pytest.mark.parametrize("model_id", sorted(BPE_IDENTITIES))
+def test_each_bpe_model_names_exactly_what_it_counts_with(model_id: str):
+    """Loaded afresh (not the process's cached model): the tokenizer build and vocabulary file with
+    its checksum, the template and the variables it is given, and the control tokens' ids."""
+    import hashlib
+    import os
+    from importlib import metadata
+
+    import quicktok
+
+    from lorafiles.tokens import _LOADERS
+    from lorafiles.tokens import bpe
+
+    described, vocab, vocab_sha, template_id, template_vars, some_ids, count = BPE_IDENTITIES[model_id]
+    model = getattr(bpe, _LOADERS[model_id][1])()
+    assert model.id == model_id
+    assert model.tokenizer_id == f"quicktok-v1 {metadata.version('quicktok-v1')}: {described}"
+    with open(os.path.join(os.path.dirname(quicktok.__file__), "data", vocab), "rb") as fh:
+        assert model.vocab_sha256 == hashlib.sha256(fh.read()).hexdigest() == vocab_sha
+    assert model.template_id == template_id
+    assert model.template_sha256 == hashlib.sha256(_jinja.template_bytes(f"{model_id}.jinja")).hexdigest()
+    assert model._template.special_tokens == template_vars
+    assert {k: model.special_ids[k] for k in some_ids} == some_ids and len(model.special_ids) == count
+    assert model.control_tokens == frozenset(model.special_ids)
