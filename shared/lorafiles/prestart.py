@@ -12,7 +12,6 @@ Only the standard library at import time: this module runs before anything else 
 """
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from pathlib import Path
@@ -25,7 +24,7 @@ _state: dict[str, Any] = {}  # thread, data_dir, server (once started), taken
 
 def main() -> int:
     argv = sys.argv[1:]
-    if argv and not os.environ.get("DATABASE_URL") and not _NO_DATABASE.intersection(argv):
+    if argv and not _NO_DATABASE.intersection(argv):
         start()
     from .cli import main as cli_main
 
@@ -36,16 +35,20 @@ def main() -> int:
 
 
 def start(data_dir: Path | None = None) -> None:
-    """Start the embedded server of `data_dir` (default: `<home>/pgdata`) in a background thread."""
+    """Start the embedded server of `data_dir` in a background thread (default: the one the
+    command would open, `lorafiles.db.connect.embedded_data_dir`; none when `$DATABASE_URL` is set)."""
     with _guard:
         if "thread" in _state:
             return
 
         def run() -> None:
             try:
-                from .db.connect import default_home, open_embedded
+                from .db.connect import embedded_data_dir, open_embedded
 
-                where = Path(data_dir or default_home() / "pgdata").expanduser().resolve()
+                chosen = data_dir or embedded_data_dir()
+                if chosen is None:
+                    return
+                where = Path(chosen).expanduser().resolve()
                 _state["data_dir"] = where
                 _state["server"] = open_embedded(where, cleanup_mode="stop")
             except Exception:  # noqa: BLE001 - embedded_server starts it again and says why

@@ -68,10 +68,11 @@ def test_last_user_stops_the_server_even_after_a_killed_user(tmp_path: Path):
             _wait_gone(pgdata)
 
 
-def _lorafiles(args: list[str], home: Path) -> subprocess.CompletedProcess:
+def _lorafiles(args: list[str], home: Path, **extra: str) -> subprocess.CompletedProcess:
     script = Path(sys.executable).parent / "lorafiles"
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "LORAFILES_OWNER")}
     env["LORAFILES_HOME"] = str(home)
+    env.update(extra)
     return subprocess.run([str(script), *args], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -85,6 +86,10 @@ def test_the_command_starts_the_server_early_and_a_usage_error_leaves_none_runni
     helped = _lorafiles(["--help"], home)
     assert helped.returncode == 0 and "create" in helped.stdout
     assert not pgdata.exists()  # --help never starts a server
+
+    elsewhere = _lorafiles(["create"], home, DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    assert elsewhere.returncode == 1 and "required: name" in elsewhere.stderr
+    assert not pgdata.exists()  # with $DATABASE_URL the command never starts an embedded server
 
     bad = _lorafiles(["create"], home)  # no name: a usage error, after the server was started
     assert bad.returncode == 1, bad.stderr

