@@ -2,14 +2,13 @@
 local store) are written by `VersionWriter` the way `PipelineSteps.generate` writes them, then
 the edges a pipeline run never shows are taken one at a time: a stored bundle that does not fit
 its layout, statistics that disagree with the export files, an empty writer, the read-ahead
-window against a store that answers out of order."""
+window on the process's shared pool."""
 from __future__ import annotations
 
 import json
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,9 @@ from lorafiles.db.repository import Repository
 from lorafiles.domain.exports import BUILDER_VERSION, EXPORT_FORMATS, ExportAccumulator, format_notes
 from lorafiles.domain.render import FileHeader
 from lorafiles.domain.summary import ConversationStats, SummaryAccumulator
-from lorafiles.service import OUTPUT_BUCKET
 from lorafiles.tokens import get_model
 from lorafiles.usecases.common import ARTIFACTS
-from lorafiles.usecases.publish import READ_AHEAD, VersionWriter, read_members, stream_members
+from lorafiles.usecases.publish import VersionWriter, stream_members
 from lorafiles.usecases.steps import job_policy
 
 from stepkit import make_kit
@@ -177,16 +175,15 @@ def test_one_member_makes_documents_without_a_leading_separator(staged, tmp_path
     assert [m["conversation_id"] for m in manifest["members"]] == staged["ids"][:1]
 
 
-class SlowFirstStore:
-    """Answers the first object of each member last: read-ahead must still yield in member order."""
+class CountingStore:
+    """Counts the reads in flight at once (each first object answered slowly, so they pile up)."""
 
     def __init__(self, objects: dict[str, bytes]) -> None:
-        self.objects, self.active, self.peak, self.buckets = objects, 0, 0, set()
+        self.objects, self.active, self.peak = objects, 0, 0
         self._lock = threading.Lock()
 
     def get(self, bucket: str, key: str) -> bytes:
         with self._lock:
-            self.buckets.add(bucket)
             self.active += 1
             self.peak = max(self.peak, self.active)
         time.sleep(0.02 if key.endswith(".0") else 0.001)
@@ -195,23 +192,10 @@ class SlowFirstStore:
         return self.objects[key]
 
 
-@pytest.mark.parametrize("window", [1, 2, READ_AHEAD])
-def test_read_ahead_yields_every_member_once_in_order_with_its_three_objects(window: int):
-    entries = [{"json_fragment_key": f"{i}.0", "jsonl_fragment_key": f"{i}.1", "exports_fragment_key": f"{i}.2",
-                "n": i} for i in range(7)]
-    store = SlowFirstStore({f"{i}.{k}": f"{i}:{k}".encode() for i in range(7) for k in range(3)})
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        got = list(read_members(store, pool, entries, window=window))
-    assert [(e["n"], a, b, c) for e, a, b, c in got] == [
-        (i, f"{i}:0".encode(), f"{i}:1".encode(), f"{i}:2".encode()) for i in range(7)]
-    assert store.peak <= 3 * window  # never more than the window's members in flight
-    assert store.buckets == {OUTPUT_BUCKET}
-
-
 def test_the_shared_pool_reads_ahead_no_further_than_its_window():
     entries = [{"json_fragment_key": f"{i}.0", "jsonl_fragment_key": f"{i}.1", "exports_fragment_key": f"{i}.2"}
                for i in range(12)]
-    store = SlowFirstStore({f"{i}.{k}": b"x" for i in range(12) for k in range(3)})
+    store = CountingStore({f"{i}.{k}": b"x" for i in range(12) for k in range(3)})
     assert len(list(stream_members(store, entries, window=2))) == 12
     assert store.peak <= 6  # the process's pool has 64 threads: only the window holds it back
 

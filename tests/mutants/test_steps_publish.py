@@ -457,10 +457,17 @@ def test_dataset_names_are_lower_snake_case_ascii():
 
 
 class _Store:
+    """Answers each member's first object last (read-ahead must still yield in member order)."""
+
     def __init__(self) -> None:
         self.read: list[str] = []
+        self.buckets: set[str] = set()
 
     def get(self, bucket: str, key: str) -> bytes:
+        import time
+
+        time.sleep(0.01 if key.endswith("/json_fragment_key") else 0.0)
+        self.buckets.add(bucket)
         self.read.append(key)
         return key.encode()
 
@@ -477,6 +484,7 @@ def test_members_are_read_in_order_whatever_the_read_ahead(window: int):
         (str(i), f"{i}/json_fragment_key".encode(), f"{i}/jsonl_fragment_key".encode(),
          f"{i}/exports_fragment_key".encode()) for i in range(5)]
     assert sorted(store.read) == sorted(v for e in entries for k, v in e.items() if k in FRAGMENT_KEYS)
+    assert store.buckets == {OUTPUT_BUCKET}
 
 
 def test_reading_ahead_is_bounded():
