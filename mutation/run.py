@@ -52,7 +52,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                                           "tests/quality/test_dataset_quality.py", "tests/quality/test_version_diff.py",
                                           "tests/mutants/test_quality_edges.py"]),
     "exports": (["domain/exports/*.py"], ["tests/domain/exports", "tests/mutants/test_exports_edges.py"]),
-    "tokens": (["tokens/*.py"], ["tests/tokens", "tests/mutants/test_tokens_edges.py"]),
+    "tokens": (["tokens/*.py"], ["tests/tokens", "tests/mutants/test_tokens_edges.py", "tests/mutants/test_tokens_layout.py"]),
     # the use cases, in three groups (each with the tests that drive it; every pipeline test goes
     # through steps.py, so one group over usecases/*.py would run them all for every mutant)
     "steps": (["usecases/steps.py"],

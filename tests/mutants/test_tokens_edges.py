@@ -159,3 +159,129 @@ def test_each_bpe_model_names_exactly_what_it_counts_with(model_id: str):
     assert model._template.special_tokens == template_vars
     assert {k: model.special_ids[k] for k in some_ids} == some_ids and len(model.special_ids) == count
     assert model.control_tokens == frozenset(model.special_ids)
+
+
+def test_a_template_that_reads_the_clock_is_rendered_every_time_with_its_arguments(monkeypatch):
+    from datetime import datetime
+
+    monkeypatch.setattr(_jinja, "template_bytes", lambda name: (
+        b"{{ strftime_now('%Y') }}|{{ messages | map(attribute='content') | join(',') }}"
+        b"{% if add_generation_prompt %}|G{% endif %}"))
+    clock = ChatTemplate("clock.jinja", {})
+    years = {str(datetime.now().year)}
+    text = clock.render([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
+                        add_generation_prompt=True)
+    years.add(str(datetime.now().year))
+    assert text in {f"{year}|x,y|G" for year in years}
+    assert clock.render([{"role": "user", "content": "z"}]).endswith("|z")
+
+
+def test_tools_and_documents_are_given_as_none_as_transformers_does(monkeypatch):
+    monkeypatch.setattr(_jinja, "template_bytes",
+                        lambda name: b"{{ tools is none }} {{ documents is none }} {{ tools is defined }}")
+    assert ChatTemplate("vars.jinja", {}).render([]) == "True True True"
+
+
+def test_the_template_checksum_is_the_sha256_of_its_bytes(template: ChatTemplate):
+    import hashlib
+
+    assert template.sha256 == hashlib.sha256(TEMPLATE.encode()).hexdigest()
+    assert template.text == TEMPLATE and template.file_name == "edges.jinja"
+
+
+def test_messages_with_unhashable_values_render_as_given_and_are_not_remembered(monkeypatch):
+    monkeypatch.setattr(_jinja, "template_bytes", lambda name: (
+        b"{{ messages[0].content | join(',') }}{% if add_generation_prompt %}|G{% endif %}"))
+    t = ChatTemplate("lists.jinja", {})
+    messages = [{"role": "user", "content": ["a", "b"]}]
+    assert t.render(messages, add_generation_prompt=True) == "a,b|G"
+    assert t.render(messages) == "a,b"
+    assert t._memo == {} and t._memo_chars == 0
+
+
+def test_the_render_memo_holds_at_most_its_character_budget(monkeypatch):
+    monkeypatch.setattr(_jinja, "template_bytes", lambda name: b"{{ messages[0].content }}")
+    t = ChatTemplate("budget.jinja", {})
+    t.MEMO_CHARS = 10
+
+    def render(content: str) -> tuple[int, int]:
+        assert t.render([{"content": content}]) == content
+        assert t._memo_chars == sum(len(v) for v in t._memo.values())
+        return len(t._memo), t._memo_chars
+
+    assert render("aaaaa") == (1, 5)
+    assert render("bbbbb") == (2, 10)     # exactly the budget: kept
+    assert render("aaaaa") == (2, 10)     # remembered: nothing added
+    assert render("c") == (1, 1)          # over the budget: emptied, then this one kept
+    assert render("dd") == (2, 3)
+
+
+def test_a_quicktok_model_without_a_note_or_with_its_own_control_tokens():
+    from importlib import metadata
+
+    from lorafiles.tokens import bpe
+
+    model = bpe.QuicktokChatModel(
+        model_id="m", encoding="llama3", vocab_file="llama3.vocab", template_file="llama-3.1-8b-instruct.jinja",
+        template_id="t", template_vars={}, special_ids={"<|eot_id|>": 128009, "<|begin_of_text|>": 128000},
+        control_tokens=frozenset({"<|eot_id|>"}))
+    assert model.tokenizer_id == f"quicktok-v1 {metadata.version('quicktok-v1')}: llama3 quicktok/data/llama3.vocab"
+    assert model.control_tokens == frozenset({"<|eot_id|>"})
+    assert model.encode("<|begin_of_text|>hi<|eot_id|>")[::2] == [128000, 128009]
+
+
+class _MovedIds:
+    """A quicktok encoding whose table disagrees with the model's: one control id moved, or a size."""
+
+    def __init__(self, enc, moved: str | None = None, n_vocab: int | None = None) -> None:
+        self._enc, self._moved, self.n_vocab = enc, moved, n_vocab or enc.n_vocab
+
+    def encode_single_token(self, name: str) -> int:
+        return self._enc.encode_single_token(name) + (name == self._moved)
+
+    def __getattr__(self, name: str):
+        return getattr(self._enc, name)
+
+
+@pytest.mark.parametrize("loader, encoding, moved, n_vocab, message", [
+    ("load_llama31", "llama3", "<|eot_id|>", None, "quicktok llama3: <|eot_id|> is not id 128009"),
+    ("load_llama31", "llama3", None, 128257, "quicktok llama3 has 128257 tokens, Llama 3.1 has 128256"),
+    ("load_qwen25", "qwen3", "<|im_end|>", None, "quicktok qwen3: <|im_end|> is not id 151645"),
+    ("load_openai", "o200k_base", "<|endofprompt|>", None, "quicktok o200k_base: <|endofprompt|> is not id 200018"),
+])
+def test_a_quicktok_whose_table_moved_is_refused_naming_the_token(monkeypatch, loader, encoding, moved, n_vocab,
+                                                                  message):
+    import quicktok
+
+    from lorafiles.tokens import bpe
+
+    real = quicktok.get_encoding
+    monkeypatch.setattr(quicktok, "get_encoding", lambda name: _MovedIds(real(name), moved, n_vocab))
+    with pytest.raises(RuntimeError) as err:
+        getattr(bpe, loader)()
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("special_ids, size", [(True, 40), (False, None)])
+def test_a_sentencepiece_file_that_is_not_mistrals_is_refused_naming_it(monkeypatch, tmp_path, special_ids, size):
+    """A real SentencePiece model trained here: with Mistral's special ids but another size, or with
+    Mistral's size faked but its special ids moved; either is refused."""
+    import io
+
+    import sentencepiece as spm
+
+    from lorafiles.tokens import mistral
+
+    out = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(["a small corpus of words for a test vocabulary"] * 20), model_writer=out,
+        vocab_size=40, hard_vocab_limit=False, minloglevel=2,
+        **({} if special_ids else {"unk_id": 3, "bos_id": 0, "eos_id": 1, "pad_id": 2}))
+    path = tmp_path / "other.model"
+    path.write_bytes(out.getvalue())
+    monkeypatch.setattr(mistral, "vocab_path", lambda: str(path))
+    if size is None:
+        monkeypatch.setattr(spm.SentencePieceProcessor, "get_piece_size", lambda self: 32000)
+    with pytest.raises(RuntimeError) as err:
+        mistral.MistralV02()
+    assert str(err.value) == f"{path} is not the Mistral v1 SentencePiece vocabulary"
