@@ -36,3 +36,23 @@ def test_import_records_the_mean_quality_to_one_decimal(imported):
     row, _doc, trainable = imported
     assert trainable == 3
     assert float(row["quality_score"]) == 3.7
+
+
+def test_a_users_conversations_are_listed_oldest_first_and_only_theirs(db_url, tmp_path):
+    kit = make_kit(db_url, tmp_path)
+    try:
+        other = "0d0d0d0d-2222-4222-8222-000000000002"
+        first = kit.conversations(2)
+        with connect(db_url) as conn:  # the same instant for both: then by id
+            conn.execute("update conversations set created_at = '2026-01-02' where conversation_id = any(%s)",
+                         (first,))
+            later = kit.conversations(1)
+            conn.execute("update conversations set created_at = '2026-01-01' where conversation_id = %s",
+                         (later[0],))
+        path = tmp_path / "theirs.json"
+        path.write_bytes(dumps_enriched(generate_conversation("theirs", turns=2)))
+        assert kit.service.importing.import_files(other, [path])["imported"]
+        assert kit.service.importing.owned_conversation_ids(OWNER) == [later[0], *sorted(first)]
+        assert len(kit.service.importing.owned_conversation_ids(other)) == 1
+    finally:
+        kit.service.db.close()

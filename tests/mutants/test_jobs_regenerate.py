@@ -1,0 +1,121 @@
+"""Registering a regeneration and resolving a job's policy (issue 14, usecases/jobs.py): what the
+job row records, which members `only_changed` picks, who may ask, and how a file's policy, a stored
+file without one and a request's overrides combine. Real PostgreSQL and a real local store."""
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import pytest
+
+from lorafiles.db.connect import connect
+from lorafiles.errors import IdempotencyKeyReused, InvalidRequest, NotFound
+from lorafiles.ports import ObjectNotFound
+from lorafiles.usecases.common import INPUT_BUCKET
+
+from stepkit import OWNER, make_kit
+
+OTHER = "0d0d0d0d-2222-4222-8222-000000000002"
+QWEN = "qwen2.5-7b-instruct"
+
+
+@pytest.fixture
+def kit(db_url, tmp_path):
+    k = make_kit(db_url, tmp_path)
+    yield k
+    k.service.db.close()
+
+
+def _file(kit, count: int = 3, **policy) -> tuple[str, list[str]]:
+    ids = kit.conversations(count)
+    job = kit.start(kind="create", conversation_ids=ids, name=f"f {uuid.uuid4()}",
+                    policy={"target_model": QWEN, "min_quality": 2.0, **policy})
+    return kit.run(job)["file_id"], ids
+
+
+def _job_row(kit, job_id) -> dict:
+    with connect(kit.url) as conn:
+        return conn.execute("select * from lora_training_jobs where id = %s", (job_id,)).fetchone()
+
+
+def test_a_regeneration_takes_every_member_in_order_under_the_files_policy(kit):
+    file_id, ids = _file(kit)
+    job = kit.service.jobs.start_regenerate(OWNER, file_id)
+    row = _job_row(kit, job["id"])
+    assert row["kind"] == "regenerate" and str(row["file_id"]) == file_id
+    assert list(row["requested_ids"]) == ids
+    assert row["request"] == {"kind": "regenerate", "file_id": file_id, "name": None, "description": None,
+                              "conversation_ids": None, "only_changed": False}
+    assert str(uuid.UUID(row["idempotency_key"])) == row["idempotency_key"]  # a fresh key when none is given
+    policy = kit.file(file_id)["policy"]
+    assert policy["target_model"] == QWEN and policy["min_quality"] == 2.0
+    assert row["policy"] == policy
+    assert kit.starter.started == [f"lorafiles-create-{kit.starter.started[0].rsplit('-create-')[1]}",
+                                   f"lorafiles-regenerate-{job['id']}"]
+
+
+def test_only_changed_picks_the_members_whose_stored_file_changed(kit):
+    file_id, ids = _file(kit, 4)
+    paths = {m["conversation_id"]: m["source_file"].split("/", 1)[1] for m in kit.members(file_id)}
+    changed, gone = ids[1], ids[3]
+    kit.store.put(INPUT_BUCKET, paths[changed], kit.store.get(INPUT_BUCKET, paths[changed]) + b" ")
+    kit.store.delete(INPUT_BUCKET, paths[gone])  # unreadable now: not "changed" (the job reports it)
+    job = kit.service.jobs.start_regenerate(OWNER, file_id, only_changed=True, idempotency_key="k-changed")
+    row = _job_row(kit, job["id"])
+    assert list(row["requested_ids"]) == [changed]
+    assert row["request"]["only_changed"] is True
+
+    checks = kit.service.jobs.source_checksums([paths[changed], paths[gone]])
+    assert checks[paths[changed]] == hashlib.sha256(kit.store.get(INPUT_BUCKET, paths[changed])).hexdigest()
+    assert isinstance(checks[paths[gone]], ObjectNotFound)
+
+
+def test_only_changed_with_nothing_changed_takes_every_member(kit):
+    file_id, ids = _file(kit)
+    job = kit.service.jobs.start_regenerate(OWNER, file_id, only_changed=True)
+    assert list(_job_row(kit, job["id"])["requested_ids"]) == ids
+
+
+def test_a_key_reused_for_another_regeneration_is_refused_naming_the_key(kit):
+    file_id, _ = _file(kit)
+    first = kit.service.jobs.start_regenerate(OWNER, file_id, idempotency_key="k-regen")
+    again = kit.service.jobs.start_regenerate(OWNER, file_id, idempotency_key="k-regen")
+    assert again["id"] == first["id"]
+    with pytest.raises(IdempotencyKeyReused) as err:
+        kit.service.jobs.start_regenerate(OWNER, file_id, idempotency_key="k-regen", only_changed=True)
+    assert str(err.value) == ("the idempotency key 'k-regen' was already used for a different request (different "
+                              "only_changed); use a new key for a new request")
+    assert err.value.details == {"idempotency_key": "k-regen", "differs": ["only_changed"]}
+
+
+def test_only_the_owner_can_regenerate_a_file_or_resolve_its_policy(kit):
+    file_id, _ = _file(kit)
+    with pytest.raises(NotFound) as err:
+        kit.service.jobs.start_regenerate(OTHER, file_id)
+    assert str(err.value) == f"training file {file_id} not found"
+    with pytest.raises(NotFound) as err:
+        kit.service.jobs.resolve_policy(OTHER, file_id, None)
+    assert str(err.value) == f"training file {file_id} not found"
+    assert kit.service.jobs.resolve_policy(OWNER, file_id, None).target_model == QWEN
+
+
+def test_a_file_stored_without_a_policy_gets_the_default_for_its_model(kit):
+    """A file made before policies were stored holds the column's default, `{}`."""
+    file_id, _ = _file(kit)
+    with connect(kit.url) as conn:
+        conn.execute("update lora_training_files set policy = '{}' where id = %s", (file_id,))
+    resolved = kit.service.jobs.resolve_policy(OWNER, file_id, None)
+    expected = kit.service.settings.default_policy(target_model=QWEN)
+    assert resolved == expected and resolved.target_model == QWEN and resolved.min_quality != 2.0
+    assert resolved.max_length == 4096  # Qwen's default, not Mistral's 2048
+
+
+def test_a_requests_target_model_is_resolved_through_the_aliases(kit):
+    file_id, _ = _file(kit)
+    resolved = kit.service.jobs.resolve_policy(OWNER, file_id, {"target_model": " Llama-3.1-8B "})
+    assert resolved.target_model == "llama-3.1-8b-instruct"
+    assert resolved.min_quality == 2.0  # the file's other fields are kept
+    with pytest.raises(InvalidRequest) as err:
+        kit.service.jobs.resolve_policy(OWNER, file_id, {"target_model": "gpt-2"})
+    assert err.value.details[0]["field"] == "policy.target_model"
+    assert err.value.details[0]["code"] == "unknown_model"
