@@ -49,7 +49,8 @@ class Reading(UseCase):
             if f is None:
                 raise NotFound(f"training file {file_id} not found")
             number = version if version is not None else f["current_version"]
-            v = repo.version(file_id, number) if isinstance(number, int) and 1 <= number < 2**31 else None
+            # (a bool is an int to Python, not a version number)
+            v = repo.version(file_id, number) if type(number) is int and 1 <= number < 2**31 else None
         if v is None:
             raise NotFound(f"training file {file_id} has no version {number}")
         a = (v["artifacts"] or {}).get(fmt)
