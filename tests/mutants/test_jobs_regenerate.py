@@ -90,9 +90,13 @@ def test_a_key_reused_for_another_regeneration_is_refused_naming_the_key(kit):
 
 def test_only_the_owner_can_regenerate_a_file_or_resolve_its_policy(kit):
     file_id, _ = _file(kit)
-    with pytest.raises(NotFound) as err:
-        kit.service.jobs.start_regenerate(OTHER, file_id)
-    assert str(err.value) == f"training file {file_id} not found"
+    for only_changed in (False, True):
+        with pytest.raises(NotFound) as err:
+            kit.service.jobs.start_regenerate(OTHER, file_id, only_changed=only_changed)
+        assert str(err.value) == f"training file {file_id} not found"
+    with connect(kit.url) as conn:
+        assert conn.execute("select count(*) as n from lora_training_jobs where owner_id = %s",
+                            (OTHER,)).fetchone()["n"] == 0
     with pytest.raises(NotFound) as err:
         kit.service.jobs.resolve_policy(OTHER, file_id, None)
     assert str(err.value) == f"training file {file_id} not found"
@@ -119,3 +123,24 @@ def test_a_requests_target_model_is_resolved_through_the_aliases(kit):
         kit.service.jobs.resolve_policy(OWNER, file_id, {"target_model": "gpt-2"})
     assert err.value.details[0]["field"] == "policy.target_model"
     assert err.value.details[0]["code"] == "unknown_model"
+
+
+def test_a_policy_that_does_not_validate_names_each_field(kit):
+    from lorafiles.tokens import UnknownModel
+
+    file_id, _ = _file(kit)
+    with pytest.raises(InvalidRequest) as err:
+        kit.service.jobs.resolve_policy(OWNER, file_id, {"target_model": "gpt-2"})
+    assert str(err.value) == f"invalid training policy: policy.target_model: {UnknownModel('gpt-2')}"
+    assert err.value.details == [{"field": "policy.target_model", "code": "unknown_model",
+                                  "message": str(UnknownModel("gpt-2"))}]
+    for where in (file_id, None):  # over the file's policy, or over the deployment's for a new file
+        with pytest.raises(InvalidRequest) as err:
+            kit.service.jobs.resolve_policy(OWNER, where, {"max_length": 5, "over_length": "cut"})
+        assert err.value.details == [
+            {"field": "policy.max_length", "code": "invalid_policy",
+             "message": "Input should be greater than or equal to 128"},
+            {"field": "policy.over_length", "code": "invalid_policy",
+             "message": "Input should be 'drop_turn', 'trim_history' or 'fail'"}]
+        assert str(err.value) == ("invalid training policy: policy.max_length: Input should be greater than or equal "
+                                  "to 128; policy.over_length: Input should be 'drop_turn', 'trim_history' or 'fail'")

@@ -62,14 +62,21 @@ class JobStarting(UseCase):
     def resolve_policy(self, owner_id: str, file_id: str | None,
                        overrides: Mapping[str, Any] | None) -> TrainingPolicy:
         """A request's policy fields laid over the file's policy (or the deployment default)."""
+        if file_id is None:
+            return self._policy_over(None, overrides)
+        with self.db.connection() as conn:
+            f = Repository(conn).file(file_id, owner_id)
+        if f is None:
+            raise NotFound(f"training file {file_id} not found")
+        return self._policy_over(f, overrides)
+
+    def _policy_over(self, f: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None) -> TrainingPolicy:
+        """`overrides` laid over the file row's policy (a file stored before policies holds `{}`:
+        the default for its target model), or over the deployment default when there is no file."""
         overrides = dict(overrides or {})
         try:
-            if file_id is None:
-                return self.settings.default_policy(**overrides)
-            with self.db.connection() as conn:
-                f = Repository(conn).file(file_id, owner_id)
             if f is None:
-                raise NotFound(f"training file {file_id} not found")
+                return self.settings.default_policy(**overrides)
             base = (f["policy"] or self.settings.default_policy(target_model=f["target_model"]).model_dump(mode="json"))
             if "target_model" in overrides:
                 overrides["target_model"] = canonical_model_id(str(overrides["target_model"]))
@@ -87,21 +94,22 @@ class JobStarting(UseCase):
     def start_regenerate(self, owner_id: str, file_id: str, *, idempotency_key: str | None = None,
                          only_changed: bool = False) -> dict[str, Any]:
         """Rebuild a file from its current members as a new version (job kind `regenerate`)."""
-        with self.db.connection() as conn:
+        with self.db.connection() as conn:  # the one ownership check: the policy comes from this row
             repo = Repository(conn)
-            if repo.file(file_id, owner_id) is None:
+            f = repo.file(file_id, owner_id)
+            if f is None:
                 raise NotFound(f"training file {file_id} not found")
             members = repo.members(file_id)
         ids = [m["conversation_id"] for m in members]
         if only_changed:
-            ids = self._changed_members(owner_id, members) or ids
+            ids = self._changed_members(members) or ids
         key = idempotency_key or str(uuid.uuid4())
         request = canonical_request(kind="regenerate", file_id=file_id, only_changed=only_changed)
         row = self._insert_job(owner_id, kind="regenerate", ids=ids, file_id=file_id, name=None, description=None,
-                               key=key, request=request, policy=self.resolve_policy(owner_id, file_id, None))
+                               key=key, request=request, policy=self._policy_over(f, None))
         return self._ensure_started(self._same_request(row, key, request))
 
-    def _changed_members(self, owner_id: str, members: list[dict[str, Any]]) -> list[str]:
+    def _changed_members(self, members: list[dict[str, Any]]) -> list[str]:
         """Members whose enriched file no longer matches the checksum recorded at inclusion."""
         paths = {m["conversation_id"]: path_of(m["source_file"]) for m in members}
         current = self.source_checksums(paths.values())
