@@ -120,7 +120,8 @@ def seed(home: Path, size: int, repeat: int, traced: bool) -> dict[str, Any]:
             job = seeder.jobs._insert_job(OWNER, kind="create", ids=base_ids, file_id=None, name=name,
                                           description=None, key=f"bench-seed-{uuid.uuid4()}",
                                           request=canonical_request(kind="create", name=name,
-                                                                    conversation_ids=base_ids))
+                                                                    conversation_ids=base_ids),
+                                          policy=seeder.settings.default_policy())
             job_id = str(job["id"])
             seeder.steps.create_file(job_id)
             for b in range(job["total_batches"]):

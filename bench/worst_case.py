@@ -165,13 +165,17 @@ def overwrite(service: Any, ids: list[str], make: Any) -> int:
 def seed_file(service: Any, home: Path, ids: list[str]) -> str:
     """A file holding `ids`, built by the service's own steps with 80-conversation batches."""
     from lorafiles.config import Settings
+    from lorafiles.domain.idempotency import canonical_request
     from lorafiles.service import TrainingFileService
 
     seeder = TrainingFileService(service.db, service.store,
                                  Settings(home=home, storage="local", storage_root=home / "storage", batch_size=80),
                                  starter=None)
-    job = seeder.jobs._insert_job(OWNER, kind="create", ids=ids, file_id=None, name=f"worst case {len(ids)}",
-                                  description=None, key=f"bench-seed-{uuid.uuid4()}")
+    name = f"worst case {len(ids)}"
+    job = seeder.jobs._insert_job(OWNER, kind="create", ids=ids, file_id=None, name=name, description=None,
+                                  key=f"bench-seed-{uuid.uuid4()}",
+                                  request=canonical_request(kind="create", name=name, conversation_ids=ids),
+                                  policy=seeder.settings.default_policy())
     job_id = str(job["id"])
     seeder.steps.create_file(job_id)
     for b in range(job["total_batches"]):

@@ -144,3 +144,77 @@ def test_a_policy_that_does_not_validate_names_each_field(kit):
              "message": "Input should be 'drop_turn', 'trim_history' or 'fail'"}]
         assert str(err.value) == ("invalid training policy: policy.max_length: Input should be greater than or equal "
                                   "to 128; policy.over_length: Input should be 'drop_turn', 'trim_history' or 'fail'")
+
+
+# ---------------------------------------------------------------------------- registering: races and starts
+
+def test_a_second_job_for_a_busy_file_is_refused_naming_the_active_one(kit):
+    from lorafiles.errors import FileBusy
+
+    file_id, _ = _file(kit)
+    new = kit.conversations(2)
+    active = kit.start(kind="add", file_id=file_id, conversation_ids=new[:1])
+    status = _job_row(kit, active)["status"]
+    with pytest.raises(FileBusy) as err:
+        kit.start(kind="add", file_id=file_id, conversation_ids=new[1:])
+    assert str(err.value) == (f"training file {file_id} is busy with job {active} (add, {status}); "
+                              "try again when it finishes")
+    assert err.value.details == {"file_id": file_id, "job_id": active}
+    with pytest.raises(FileBusy) as err:
+        kit.service.jobs.start_regenerate(OWNER, file_id)
+    assert err.value.details == {"file_id": file_id, "job_id": active}
+
+
+def test_a_request_that_loses_the_race_for_its_key_gets_the_winners_job(kit, monkeypatch):
+    """Two requests with one key both pass the key lookup; the loser's insert then fails on the
+    file's one-active-job index (what PostgreSQL raises when both inserts ran at once): it answers
+    with the job the winner registered."""
+    import psycopg
+
+    from lorafiles.db.repository import Repository
+
+    file_id, _ = _file(kit)
+    new = kit.conversations(1)
+    real = Repository.insert_job
+    won = {}
+
+    def racing(self, job):
+        if not won:  # the winner commits first, on its own connection
+            with connect(kit.url) as conn:
+                won["row"], _ = real(Repository(conn), dict(job))
+            raise psycopg.errors.UniqueViolation("duplicate key value violates unique constraint")
+        return real(self, job)
+
+    monkeypatch.setattr(Repository, "insert_job", racing)
+    job = kit.service.jobs.start_job(OWNER, kind="add", file_id=file_id, conversation_ids=new,
+                                     idempotency_key="k-race")
+    assert job["id"] == won["row"]["id"]
+    with connect(kit.url) as conn:
+        assert conn.execute("select count(*) as n from lora_training_jobs where idempotency_key = 'k-race'"
+                            ).fetchone()["n"] == 1
+
+
+def test_a_job_cannot_start_without_a_starter(db_url, tmp_path):
+    from lorafiles.errors import JobStateError
+
+    k = make_kit(db_url, tmp_path)
+    k.service.jobs.ctx.starter = None
+    try:
+        with pytest.raises(JobStateError) as err:
+            k.start(kind="create", conversation_ids=k.conversations(1), name="unstarted")
+        assert str(err.value) == "no job starter configured"
+    finally:
+        k.service.db.close()
+
+
+@pytest.mark.parametrize("status", ["succeeded", "failed"])
+def test_a_repeated_request_for_a_job_that_ended_before_it_was_started_starts_nothing(kit, status):
+    ids = kit.conversations(1)
+    job = kit.start(kind="create", conversation_ids=ids, name="ended", idempotency_key=f"k-{status}")
+    with connect(kit.url) as conn:  # ended (reaped, or finished by an earlier execution) with no execution recorded
+        conn.execute("update lora_training_jobs set status = %s, execution_arn = null where id = %s", (status, job))
+    started = list(kit.starter.started)
+    again = kit.service.jobs.start_job(OWNER, kind="create", conversation_ids=ids, name="ended",
+                                       idempotency_key=f"k-{status}")
+    assert str(again["id"]) == job and again["status"] == status and again["execution_arn"] is None
+    assert kit.starter.started == started

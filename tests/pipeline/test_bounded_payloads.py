@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from pipekit import OWNER, run
+from lorafiles.domain.idempotency import canonical_request
 from lorafiles.pipeline.local import LocalStateMachine, load_definition
 
 LIMIT = 256 * 1024
@@ -86,7 +87,10 @@ def test_a_selection_blocked_for_many_members_keeps_a_bounded_error(service, mac
     service.settings.batch_size = 40
     # a regenerate naming 120 conversations the file does not hold: the validate step blocks all 120
     job = service.jobs._insert_job(OWNER, kind="regenerate", ids=others, file_id=str(holder["file_id"]), name=None,
-                                   description=None, key="many-not-members")
+                                   description=None, key="many-not-members",
+                                   request=canonical_request(kind="regenerate", file_id=str(holder["file_id"]),
+                                                             conversation_ids=others),
+                                   policy=service.settings.default_policy())
     job = service.jobs._ensure_started(job)
     machine.wait(job["execution_arn"], timeout=120)
     job = service.reading.get_job(OWNER, str(job["id"]))
@@ -141,7 +145,8 @@ def test_the_map_iterates_over_batch_numbers_and_every_task_has_a_timeout():
 def test_create_file_plans_batch_numbers_not_objects(service, make_conversations):
     ids = make_conversations(25, turns=2)
     job = service.jobs._insert_job(OWNER, kind="create", ids=ids, file_id=None, name="Plan", description=None,
-                                   key="plan")
+                                   key="plan", request=canonical_request(kind="create", name="Plan", conversation_ids=ids),
+                                   policy=service.settings.default_policy())
     plan = service.steps.create_file(str(job["id"]))
     assert plan["batches"] == [0, 1, 2]
 

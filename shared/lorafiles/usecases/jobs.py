@@ -124,17 +124,13 @@ class JobStarting(UseCase):
         return {p: hashlib.sha256(b).hexdigest() if isinstance(b, bytes) else b for p, b in blobs.items()}
 
     def _insert_job(self, owner_id: str, *, kind: str, ids: list[str], file_id: str | None, name: str | None,
-                    description: str | None, key: str, request: dict[str, Any] | None = None,
-                    policy: TrainingPolicy | None = None) -> dict[str, Any]:
+                    description: str | None, key: str, request: dict[str, Any],
+                    policy: TrainingPolicy) -> dict[str, Any]:
         """The job of this key: inserted now, or the one a concurrent request with the key inserted.
 
         total_batches counts the requested conversations; create-file adds the members it must
         re-render (a changed policy) once it holds the file's lock."""
         batch, batches = plan_batches(len(ids), self.settings.batch_size)  # at most MAX_BATCHES Map iterations
-        policy = policy or self.settings.default_policy()
-        if request is None:  # callers inside the service (regenerate, benchmarks): the request is the job
-            request = canonical_request(kind=kind, file_id=file_id, name=name, description=description,
-                                        conversation_ids=ids)
         job = {"owner_id": owner_id, "file_id": file_id, "kind": kind, "file_name": name, "description": description,
                "requested_ids": ids, "batch_size": batch, "total_batches": batches,
                "idempotency_key": key, "created_at": self.clock(), "request": request,
