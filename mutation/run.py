@@ -69,7 +69,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                      "test_dataset_names_are_lower_snake_case_ascii", "test_members_are_read_in_order_whatever_the_read_ahead",
                      "test_reading_ahead_is_bounded")]]),
     "jobs": (["usecases/jobs.py", "usecases/importing.py", "usecases/common.py"],
-             ["tests/mutants/test_common_rules.py", "tests/mutants/test_jobs_regenerate.py",
+             ["tests/mutants/test_common_rules.py", "tests/mutants/test_jobs_regenerate.py", "tests/mutants/test_importing.py",
               "tests/mutants/test_steps_guards.py", "tests/mutants/test_jobs_and_import.py", "tests/core"]),
     "reading": (["usecases/reading.py", "usecases/dataset_files.py", "usecases/diffing.py"],
                 ["tests/mutants/test_reading.py", "tests/quality/test_version_diff.py", "tests/core"]),
