@@ -218,3 +218,40 @@ def test_a_repeated_request_for_a_job_that_ended_before_it_was_started_starts_no
                                        idempotency_key=f"k-{status}")
     assert str(again["id"]) == job and again["status"] == status and again["execution_arn"] is None
     assert kit.starter.started == started
+
+
+def test_a_started_job_records_its_execution(kit):
+    job = kit.start(kind="create", conversation_ids=kit.conversations(1), name="recorded")
+    row = _job_row(kit, job)
+    assert row["execution_name"] == f"lorafiles-create-{job}"
+    assert row["execution_arn"] == f"arn:aws:states:local:000000000000:execution:lorafiles:lorafiles-create-{job}"
+
+
+def test_a_key_reused_with_several_differences_names_them_all(kit):
+    ids = kit.conversations(2)
+    kit.start(kind="create", conversation_ids=ids[:1], name="first", idempotency_key="k-multi")
+    with pytest.raises(IdempotencyKeyReused) as err:
+        kit.start(kind="create", conversation_ids=ids, name="second", idempotency_key="k-multi")
+    assert err.value.details["differs"] == ["name", "conversation_ids"]
+    assert str(err.value) == ("the idempotency key 'k-multi' was already used for a different request (different "
+                              "name, conversation_ids); use a new key for a new request")
+
+
+def test_an_insert_refused_by_the_file_index_after_the_active_job_ended_says_busy_without_a_job(kit, monkeypatch):
+    """The one-active-job index refused the insert, and by the time the job is looked up the active
+    job has finished: the file was busy, there is no job to name."""
+    import psycopg
+
+    from lorafiles.db.repository import Repository
+    from lorafiles.errors import FileBusy
+
+    file_id, _ = _file(kit)
+
+    def refused(self, job):
+        raise psycopg.errors.UniqueViolation("duplicate key value violates unique constraint")
+
+    monkeypatch.setattr(Repository, "insert_job", refused)
+    with pytest.raises(FileBusy) as err:
+        kit.start(kind="add", file_id=file_id, conversation_ids=kit.conversations(1))
+    assert str(err.value) == f"training file {file_id} is busy; try again when it finishes"
+    assert err.value.details == {"file_id": file_id, "job_id": None}
