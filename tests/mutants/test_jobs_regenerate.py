@@ -255,3 +255,24 @@ def test_an_insert_refused_by_the_file_index_after_the_active_job_ended_says_bus
         kit.start(kind="add", file_id=file_id, conversation_ids=kit.conversations(1))
     assert str(err.value) == f"training file {file_id} is busy; try again when it finishes"
     assert err.value.details == {"file_id": file_id, "job_id": None}
+
+
+# ---------------------------------------------------------------------------- validating a selection
+
+@pytest.mark.parametrize("name", [None, "", "   "])
+def test_a_create_without_a_usable_name_is_blocked_on_the_name_alone(kit, name):
+    ids = kit.conversations(1)
+    report = kit.service.jobs.validate_selection(OWNER, ids, name=name)
+    message = "name must not be empty" if not (name or "").strip() else "name must contain a visible character"
+    assert report == {"ok": False, "conversations": 1,
+                      "problems": [{"code": "invalid_name", "message": message, "field": "name"}]}
+
+
+def test_validating_against_another_owners_file_is_not_found(kit):
+    file_id, ids = _file(kit)
+    with pytest.raises(NotFound) as err:
+        kit.service.jobs.validate_selection(OTHER, ids, file_id=file_id)
+    assert str(err.value) == f"training file {file_id} not found"
+    with pytest.raises(NotFound):
+        kit.service.jobs.validate_selection(OWNER, ids, file_id=str(uuid.uuid4()))
+    assert kit.service.jobs.validate_selection(OWNER, kit.conversations(1), file_id=file_id)["ok"] is True
