@@ -140,7 +140,7 @@ def prepare(group: str) -> Path:
 
 
 def run_group(group: str, children: int, env: dict[str, str], retest: bool = False,
-              only: list[str] | None = None) -> int:
+              only: list[str] | None = None, fresh_stats: bool = False) -> int:
     # mutmut keeps a mutant's result while its function is unchanged; after new tests, name the
     # survivors explicitly to test them again (--retest-survivors). `only` (mutant name patterns,
     # fnmatch) tests just those mutants, e.g. one function of a large module at a time.
@@ -149,6 +149,8 @@ def run_group(group: str, children: int, env: dict[str, str], retest: bool = Fal
              if (not retest or s not in KILLED) and (not only or any(fnmatch(k, p) for p in only))]
     again = named if retest else list(only or [])
     work = prepare(group)
+    if fresh_stats:  # which tests reach which function, collected again from every selected test
+        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     if retest or only:  # mutmut forgets the results of the mutants it was not asked to test: keep them
         chosen = set(named)
         kept = {k: s for statuses in before.values() for k, s in statuses.items()
@@ -240,6 +242,9 @@ def main() -> int:
                     help="test the last run's survivors again (mutmut keeps results of unchanged code)")
     ap.add_argument("--only", action="append", metavar="PATTERN",
                     help="test only the mutants whose names match (fnmatch; repeatable), keeping the other results")
+    ap.add_argument("--fresh-stats", action="store_true",
+                    help="collect which tests reach each function again (mutmut only adds new tests' coverage "
+                         "to its record; a function that changed keeps what older tests reached)")
     ap.add_argument("--children", type=int, default=int(os.environ.get("MUTATE_CHILDREN", "2")))
     args = ap.parse_args()
     if args.list:
@@ -266,7 +271,8 @@ def main() -> int:
                 env["DATABASE_URL"] = stack.enter_context(embedded_server(base / "pgdata", cleanup_mode="delete"))
                 _fast_cluster(env["DATABASE_URL"])
             for group in python_groups:
-                if run_group(group, args.children, env, retest=args.retest_survivors, only=args.only) != 0:
+                if run_group(group, args.children, env, retest=args.retest_survivors, only=args.only,
+                             fresh_stats=args.fresh_stats) != 0:
                     runs_ok = False  # a group whose mutmut run failed fails the target, whatever its old results say
             if "migrations" in wanted:
                 sql_ok = subprocess.call([sys.executable, str(ROOT / "mutation" / "listed.py"), "--sql"],
