@@ -276,3 +276,30 @@ def test_validating_against_another_owners_file_is_not_found(kit):
     with pytest.raises(NotFound):
         kit.service.jobs.validate_selection(OWNER, ids, file_id=str(uuid.uuid4()))
     assert kit.service.jobs.validate_selection(OWNER, kit.conversations(1), file_id=file_id)["ok"] is True
+
+
+def test_a_regeneration_naming_conversations_outside_its_file_is_blocked_for_each(kit):
+    from lorafiles.db.repository import Repository
+    from lorafiles.usecases.common import selection_problems
+
+    file_id, ids = _file(kit, 2)
+    strangers = kit.conversations(2)
+    with connect(kit.url) as conn:
+        problems = selection_problems(Repository(conn), OWNER, [ids[0], *strangers], kind="regenerate",
+                                      file_id=file_id, name=None)
+    assert problems == [{"conversation_id": c, "code": "not_in_file", "message": "not a member of this file"}
+                        for c in strangers]
+
+
+def test_a_job_stores_the_request_it_answers(kit):
+    ids = kit.conversations(3)
+    create = kit.start(kind="create", conversation_ids=ids[:2], name="  Stored  Request ", description="d",
+                       policy={"min_quality": 2.5})
+    assert _job_row(kit, create)["request"] == {
+        "kind": "create", "file_id": None, "name": "Stored  Request", "description": "d",
+        "conversation_ids": ids[:2], "policy": {"min_quality": 2.5}}
+    file_id = kit.run(create)["file_id"]
+    add = kit.start(kind="add", file_id=file_id.upper(), conversation_ids=ids[2:], name="ignored",
+                    description="ignored")
+    assert _job_row(kit, add)["request"] == {
+        "kind": "add", "file_id": file_id, "name": None, "description": None, "conversation_ids": ids[2:]}
