@@ -303,3 +303,43 @@ def test_a_job_stores_the_request_it_answers(kit):
                     description="ignored")
     assert _job_row(kit, add)["request"] == {
         "kind": "add", "file_id": file_id, "name": None, "description": None, "conversation_ids": ids[2:]}
+
+
+def test_a_request_repeated_after_its_job_finished_returns_that_job(kit):
+    ids = kit.conversations(1)
+    job = kit.start(kind="create", conversation_ids=ids, name="repeated", idempotency_key="k-again")
+    kit.run(job)
+    again = kit.service.jobs.start_job(OWNER, kind="create", conversation_ids=ids, name="repeated",
+                                       idempotency_key="k-again")
+    assert str(again["id"]) == job and again["status"] == "succeeded"
+    # the same key is another user's own key
+    theirs = tmp_ids = None
+    path = kit.work / "theirs.json"
+    from lorafiles.domain.samples import dumps_enriched, generate_conversation
+
+    path.write_bytes(dumps_enriched(generate_conversation(f"theirs-{uuid.uuid4()}", turns=2)))
+    tmp_ids = [r["conversation_id"] for r in kit.service.importing.import_files(OTHER, [path])["imported"]]
+    theirs = kit.service.jobs.start_job(OTHER, kind="create", conversation_ids=tmp_ids, name="repeated",
+                                        idempotency_key="k-again")
+    assert str(theirs["id"]) != job and str(theirs["owner_id"]) == OTHER
+
+
+def test_an_add_without_a_policy_builds_with_the_files(kit):
+    file_id, _ = _file(kit)
+    add = kit.start(kind="add", file_id=file_id, conversation_ids=kit.conversations(1))
+    assert _job_row(kit, add)["policy"] == kit.file(file_id)["policy"]
+    assert _job_row(kit, add)["policy"]["target_model"] == QWEN
+
+
+def test_a_create_ignores_a_file_id_it_was_given(kit):
+    file_id, ids = _file(kit)
+    job = kit.start(kind="create", file_id=file_id, conversation_ids=ids, name="a new file")
+    row = _job_row(kit, job)
+    assert row["kind"] == "create" and row["file_id"] is None and row["request"]["file_id"] is None
+    assert row["policy"]["target_model"] == "mistral-7b-instruct-v0.2"  # the deployment's, not that file's
+
+
+def test_an_add_without_a_file_is_refused_as_such(kit):
+    with pytest.raises(InvalidRequest) as err:
+        kit.start(kind="add", conversation_ids=kit.conversations(1))
+    assert str(err.value) == "an add names the training file it adds to (file_id)"

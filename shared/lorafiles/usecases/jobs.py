@@ -40,20 +40,26 @@ class JobStarting(UseCase):
         deployment's default (create); the job records the whole resolved policy."""
         if kind not in ("create", "add"):
             raise InvalidRequest(f"unknown job kind {kind!r}")
+        # A create names a new file (name, description); an add names an existing one (file_id).
+        # The other kind's fields are not part of the request: they are dropped here, once.
+        if kind == "create":
+            file_id = None
+        elif file_id is None:
+            raise InvalidRequest("an add names the training file it adds to (file_id)")
+        else:
+            name = description = None
         # What the job uses, as the request it answers (start_job's arguments, passed through):
-        request = canonical_request(kind=kind, file_id=file_id if kind == "add" else None,
-                                    name=normalize_name(name) if kind == "create" and name is not None else None,
-                                    description=description if kind == "create" else None,
-                                    conversation_ids=list(conversation_ids), policy=dict(policy) if policy else None)
+        request = canonical_request(kind=kind, file_id=file_id, name=None if name is None else normalize_name(name),
+                                    description=description, conversation_ids=list(conversation_ids),
+                                    policy=dict(policy) if policy else None)
         key = idempotency_key or str(uuid.uuid4())
         with self.db.connection() as conn:
             row = Repository(conn).job_by_key(owner_id, key)
         if row is None:
-            report = self.validate_selection(owner_id, conversation_ids, file_id=file_id if kind == "add" else None,
-                                             name=name if kind == "create" else None)
+            report = self.validate_selection(owner_id, conversation_ids, file_id=file_id, name=name)
             if not report["ok"]:
                 raise SelectionBlocked(blocked_message(report["problems"]), details=report["problems"])
-            resolved = self.resolve_policy(owner_id, file_id if kind == "add" else None, policy)
+            resolved = self.resolve_policy(owner_id, file_id, policy)
             row = self._insert_job(owner_id, kind=kind, ids=list(conversation_ids), file_id=file_id,
                                    name=request["name"], description=description, key=key, request=request,
                                    policy=resolved)
