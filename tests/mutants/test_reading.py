@@ -255,3 +255,56 @@ def test_a_download_that_fails_midway_leaves_no_file_and_no_temporary(published,
     assert out.read_bytes() == b"what was there"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.json"]
     assert uuid.UUID(file_id)
+
+
+def test_another_owner_can_neither_download_nor_preview(published, tmp_path):
+    kit, file_id, _ = published
+    out = tmp_path / "stolen.json"
+    with pytest.raises(NotFound):
+        kit.service.reading.download(OTHER, file_id, "json", out)
+    with pytest.raises(NotFound):
+        kit.service.reading.preview(OTHER, file_id)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_preview_by_default_shows_three_openai_lines_of_the_current_version(published):
+    kit, file_id, _ = published
+    preview = kit.service.reading.preview(OWNER, file_id)
+    assert (preview["format"], preview["version"], len(preview["examples"])) == ("openai", 2, 3)
+    assert [e["line"] for e in preview["examples"]] == [1, 2, 3]
+
+
+def test_a_download_is_written_to_a_hidden_temporary_beside_its_target(published, tmp_path, monkeypatch):
+    """The temporary is renamed into place, so it must be on the target's file system: beside it."""
+    kit, file_id, _ = published
+    real = kit.store.inner.open_stream
+    seen = []
+
+    from contextlib import contextmanager
+
+    class Watching:
+        def __init__(self, src):
+            self.src = src
+
+        def read(self, n):
+            seen.append(sorted(p.name for p in tmp_path.iterdir()))
+            return self.src.read(n)
+
+    @contextmanager
+    def watching(bucket, key):
+        with real(bucket, key) as src:
+            yield Watching(src)
+
+    monkeypatch.setattr(kit.store, "open_stream", watching, raising=False)
+    kit.service.reading.download(OWNER, file_id, "jsonl", tmp_path / "out.jsonl")
+    [during] = {tuple(names) for names in seen}
+    assert len(during) == 1 and during[0].startswith(".out.jsonl.") and during[0] != ".out.jsonl."
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_a_file_whose_jobs_were_purged_shows_no_current_job(kit):
+    file_id = kit.create(kit.conversations(1), name="no jobs")
+    with connect(kit.url) as conn:
+        conn.execute("delete from lora_training_jobs where file_id = %s", (file_id,))
+    shown = kit.service.reading.show_file(OWNER, file_id)
+    assert shown["current_job"] is None and [v["version"] for v in shown["versions"]] == [1]
