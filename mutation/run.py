@@ -72,7 +72,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
              ["tests/mutants/test_common_rules.py", "tests/mutants/test_jobs_regenerate.py", "tests/mutants/test_importing.py",
               "tests/mutants/test_steps_guards.py", "tests/mutants/test_jobs_and_import.py", "tests/core"]),
     "reading": (["usecases/reading.py", "usecases/dataset_files.py", "usecases/diffing.py"],
-                ["tests/mutants/test_reading.py", "tests/mutants/test_dataset_files.py", "tests/quality/test_version_diff.py",
+                ["tests/mutants/test_reading.py", "tests/mutants/test_dataset_files.py", "tests/mutants/test_diffing.py",
+                 "tests/quality/test_version_diff.py",
                  "tests/core"]),
     # (every test reaches the repository: the pipeline's own tests, the schema's, and the
     # maintenance tests that use its staleness and recovery queries; not the corpus build)
