@@ -70,3 +70,32 @@ def test_trainable_tokens_per_split_are_those_of_the_split_files(published):
             counted.setdefault(fmt, {})[split] = sum(model.count(*view_of(fmt, line)).trainable for line in lines)
     assert manifest["dataset"]["splits"]["trainable_tokens"] == counted
     assert all(counted[fmt][s] > 0 for fmt in counted for s in ("train", "validation"))
+
+
+def test_the_dataset_section_has_exactly_its_fields(published):
+    _, manifest, _, _ = published
+    dataset = manifest["dataset"]
+    assert set(dataset) == {"policy", "splits", "exclusions", "duplicates", "coverage", "warnings"}
+    assert set(dataset["splits"]) == {"conversations", "method", "seed", "validation_fraction",
+                                      "largest_stratum_count_deviation", "largest_stratum_share_deviation",
+                                      "fallbacks", "lines", "trainable_tokens"}
+    assert dataset["splits"]["method"].startswith("sequential stratified: u = sha256(seed NUL conversation_id)")
+    assert dataset["splits"]["fallbacks"] and all(isinstance(f, str) for f in dataset["splits"]["fallbacks"])
+    assert 0 <= dataset["splits"]["largest_stratum_share_deviation"] <= 1
+    assert dataset["splits"]["largest_stratum_count_deviation"] >= 0
+    duplicates = dataset["duplicates"]
+    assert set(duplicates) == {"exact_responses", "exact_conversations", "near_response_pairs", "near_threshold",
+                               "leakage"}
+    assert duplicates["exact_conversations"] == 1 and duplicates["exact_responses"] >= 1  # the copy
+    assert duplicates["near_threshold"] == 0.8 and duplicates["leakage"] >= 0 and duplicates["near_response_pairs"] >= 0
+    assert set(dataset["coverage"]) == {"cells", "empty_cells"}
+    assert set(dataset["coverage"]["empty_cells"]) == {c for c, n in dataset["coverage"]["cells"].items() if n == 0}
+    assert dataset["coverage"]["empty_cells"]
+
+
+def test_the_card_names_the_file_its_name_and_version(published):
+    kit, manifest, get, _ = published
+    card = get("README.md").decode()
+    file_id = manifest["file"]["id"]
+    assert "# dataset — version 1" in card and f"Training file `{file_id}`" in card
+    assert '\npretty_name: "dataset (v1)"\n' in card
