@@ -242,3 +242,23 @@ def test_every_streamed_record_and_config_is_written_in_its_canonical_bytes(stag
     assert '  - path: "axolotl.jsonl"' in (tmp_path / written["axolotl_config"]["file"]).read_text()
     card = (tmp_path / written["card"]["file"]).read_text()
     assert f"Training file `{staged['file']['id']}`" in card and "# writer by hand — version 1" in card
+
+
+def test_a_split_file_whose_lines_disagree_with_its_members_statistics_is_never_finished(staged, tmp_path: Path):
+    """A member's statistics claiming one more openai example than its bundle holds: the main export's
+    figures (from the untouched members) agree, the split file it lands in does not."""
+    members = staged["members"]
+    writer = writer_for(staged, tmp_path)
+    first, *rest = members
+    entry = dict(first[0])
+    stats = json.loads(json.dumps(entry["export_stats"]))
+    stats["tokens"]["openai"].append(stats["tokens"]["openai"][0])
+    entry["export_stats"] = stats
+    writer.add(entry, *first[1:])
+    for member in rest:
+        writer.add(*member)
+    with pytest.raises(RuntimeError) as err:
+        writer.finish()
+    name, lines = str(err.value).split(" lines,")[0].split(" has ")
+    assert name in ("openai_train", "openai_validation")
+    assert str(err.value) == f"{name} has {lines} lines, its members' statistics {int(lines) + 1}"
