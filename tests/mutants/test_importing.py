@@ -61,6 +61,17 @@ def test_a_file_over_the_size_limit_is_refused_unread(kit, tmp_path, monkeypatch
                    "enriched file (LORAFILES_MAX_ENRICHED_BYTES)"}]}]}
     kit.service.settings.max_enriched_bytes = path.stat().st_size  # exactly the limit: accepted
     assert len(kit.service.importing.import_files(OWNER, [path])["imported"]) == 1
+    small, _ = _write(tmp_path, "small.json", generate_conversation("imp-small", turns=2))
+    kit.service.settings.max_enriched_bytes = small.stat().st_size
+    out = kit.service.importing.import_files(OWNER, [path, small])  # the refusal does not stop the rest
+    assert [r["file"] for r in out["refused"]] == [str(path)] and [i["file"] for i in out["imported"]] == [str(small)]
+
+
+def test_the_deployments_limits_apply_to_what_is_parsed(kit, tmp_path):
+    path, doc = _write(tmp_path, "long.json", generate_conversation("imp-long", turns=3))
+    kit.service.settings.max_pairs_per_conversation = len(doc["training_pairs"]) - 1
+    [refused] = kit.service.importing.import_files(OWNER, [path])["refused"]
+    assert [p["code"] for p in refused["problems"]] == ["too_many_pairs"]
 
 
 def test_a_path_that_cannot_be_read_is_refused_with_the_reason(kit, tmp_path):
@@ -98,6 +109,9 @@ def test_another_users_conversation_is_refused_and_left_as_it_was(kit, tmp_path)
         "message": f"conversation {cid} belongs to another user"}]}]}
     assert _row(kit, cid) == before
     assert not kit.store.exists(INPUT_BUCKET, f"{OWNER}/{cid}/enriched.json")
+    mine, _ = _write(tmp_path, "mine.json", generate_conversation("imp-mine", turns=2))
+    out = kit.service.importing.import_files(OWNER, [path, mine])  # the refusal does not stop the rest
+    assert [r["file"] for r in out["refused"]] == [str(path)] and [i["file"] for i in out["imported"]] == [str(mine)]
 
 
 def test_a_batch_id_is_a_uuid_recorded_once_per_conversation(kit, tmp_path):

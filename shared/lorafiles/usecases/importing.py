@@ -51,7 +51,8 @@ class LocalImport(UseCase):
                     "enriched_file_size": len(blob), "persona_key": sc.persona_key,
                     "emotional_arc_key": sc.emotional_arc_key, "topic_key": sc.training_topic_key,
                     "turn_count": stats.pairs,
-                    "quality_score": round(stats.quality_score, 1) if stats.quality_score is not None else None,
+                    # (an accepted file has a trainable pair, so a mean quality; the column holds one decimal)
+                    "quality_score": round(stats.quality_score, 1),
                 })
                 if not mine:
                     refused.append({"file": str(path), "problems": [{
