@@ -20,9 +20,11 @@ POLICY = {"split_seed": "other-seed", "validation_fraction": 0.5, "coverage_min_
           "exact_duplicates": "exclude"}
 
 
-@pytest.fixture(scope="module")
-def published(module_db_url, tmp_path_factory):
-    kit = make_kit(module_db_url, tmp_path_factory.mktemp("dataset"))
+@pytest.fixture
+def published(db_url, tmp_path):
+    # (per test, not per module: mutmut maps a test to the functions that run during it, and the
+    # publication under test runs here)
+    kit = make_kit(db_url, tmp_path)
     ids = kit.conversations(4)
     seed = f"copy-{uuid.uuid4()}"  # one conversation's content twice, under two ids
     first, second = kit.work / "original.json", kit.work / "copy.json"
