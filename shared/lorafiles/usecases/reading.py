@@ -49,14 +49,14 @@ class Reading(UseCase):
             if f is None:
                 raise NotFound(f"training file {file_id} not found")
             number = version if version is not None else f["current_version"]
-            # (a bool is an int to Python, not a version number)
-            v = repo.version(file_id, number) if type(number) is int and 1 <= number < 2**31 else None
+            # (a bool is an int to Python, not a version number; any other int is looked up)
+            v = repo.version(file_id, number) if type(number) is int else None
         if v is None:
             raise NotFound(f"training file {file_id} has no version {number}")
         a = (v["artifacts"] or {}).get(fmt)
         if a is None and fmt in FORMATS:  # versions published before the exports existed
             a = {"path": v[f"{fmt}_path"], "size": v[f"{fmt}_size"], "sha256": v[f"{fmt}_sha256"],
-                 "file": ARTIFACTS[fmt][0], "content_type": ARTIFACTS[fmt][1]}
+                 "content_type": ARTIFACTS[fmt][1]}
         if a is None:
             raise NotFound(f"version {number} of training file {file_id} has no {fmt} artifact "
                            "(it was published before trainer exports existed; regenerate the file)")
