@@ -15,6 +15,7 @@ from lorafiles.ports import ObjectStore
 from lorafiles.service import OUTPUT_BUCKET, TrainingFileService
 
 OWNER = "0d0d0d0d-1111-4111-8111-000000000001"
+OTHER = "0d0d0d0d-2222-4222-8222-000000000002"  # another user
 
 
 class Starter:

@@ -13,9 +13,8 @@ from lorafiles.db.connect import connect
 from lorafiles.errors import NotFound, StoredDataInvalid
 from lorafiles.service import OUTPUT_BUCKET
 
-from stepkit import OWNER, make_kit
+from stepkit import OTHER, OWNER, make_kit
 
-OTHER = "0d0d0d0d-2222-4222-8222-000000000002"
 
 
 @pytest.fixture

@@ -13,16 +13,10 @@ from lorafiles.domain.samples import dumps_enriched, generate_conversation
 from lorafiles.errors import InvalidRequest
 from lorafiles.usecases.common import INPUT_BUCKET
 
-from stepkit import OWNER, make_kit
-
-OTHER = "0d0d0d0d-2222-4222-8222-000000000002"
+from stepkit import OTHER, OWNER
 
 
-@pytest.fixture
-def kit(db_url, tmp_path):
-    k = make_kit(db_url, tmp_path)
-    yield k
-    k.service.db.close()
+
 
 
 def _write(tmp_path, name: str, doc) -> tuple:

@@ -13,17 +13,11 @@ from lorafiles.errors import IdempotencyKeyReused, InvalidRequest, NotFound
 from lorafiles.ports import ObjectNotFound
 from lorafiles.usecases.common import INPUT_BUCKET
 
-from stepkit import OWNER, make_kit
+from stepkit import OTHER, OWNER, make_kit
 
-OTHER = "0d0d0d0d-2222-4222-8222-000000000002"
 QWEN = "qwen2.5-7b-instruct"
 
 
-@pytest.fixture
-def kit(db_url, tmp_path):
-    k = make_kit(db_url, tmp_path)
-    yield k
-    k.service.db.close()
 
 
 def _file(kit, count: int = 3, **policy) -> tuple[str, list[str]]:

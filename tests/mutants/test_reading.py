@@ -19,9 +19,8 @@ from lorafiles.tokens import get_model
 from lorafiles.usecases.common import ARTIFACTS, OUTPUT_BUCKET
 from lorafiles.usecases.reading import _lines, download_name
 
-from stepkit import OWNER, make_kit
+from stepkit import OTHER, OWNER, make_kit
 
-OTHER = "0d0d0d0d-2222-4222-8222-000000000002"
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +34,6 @@ def published(module_db_url, tmp_path_factory):
     kit.service.db.close()
 
 
-@pytest.fixture
-def kit(db_url, tmp_path):
-    k = make_kit(db_url, tmp_path)
-    yield k
-    k.service.db.close()
 
 
 def _version(kit, file_id, number):

@@ -18,16 +18,11 @@ from lorafiles.service import OUTPUT_BUCKET
 from lorafiles.usecases.common import INPUT_BUCKET
 from lorafiles.usecases.steps import fragment_base, job_policy
 
-from stepkit import OWNER, Kit, make_kit
+from stepkit import Kit, OWNER, make_kit
 
 QWEN = "qwen2.5-7b-instruct"
 
 
-@pytest.fixture
-def kit(db_url, tmp_path) -> Kit:
-    k = make_kit(db_url, tmp_path)
-    yield k
-    k.service.db.close()
 
 
 def _path_of(kit: Kit, cid: str) -> str:
