@@ -127,6 +127,7 @@ def test_missing_enriched_file_fails_the_job_and_leaves_the_file_unchanged(h: Ha
     assert lost[0] in err["message"]
     [report] = err["details"]
     assert report["conversation_id"] == lost[0]
+    assert report["source"] == f"{INPUT_BUCKET}/{h.input_key(lost[0])}"  # where it was looked for
     assert [e["code"] for e in report["errors"]] == ["file_missing"]
     assert h.input_key(lost[0]) in report["errors"][0]["message"]
     # the file: same row, same members, same artifacts; nothing staged or left behind

@@ -268,3 +268,40 @@ def test_batches_after_the_first_read_the_job_without_reopening_it(kit: Kit):
     row = kit.job(job)
     assert (row["status"], row["step"], row["started_at"]) == ("running", "append", started)
     assert sorted(row["completed_batches"]) == [0, 1]
+
+
+def test_a_later_batch_does_its_reads_while_another_transaction_holds_the_job_row(kit: Kit):
+    """Only the first batch to arrive opens the job (a locked update); the others read the plan
+    without a lock, so a batch's work never queues behind the job row (issue 11, item 2)."""
+    import threading
+
+    job = kit.start(kind="create", conversation_ids=kit.conversations(4), name="unlocked reads")
+    kit.service.steps.validate(job)
+    kit.service.steps.create_file(job)
+    kit.service.steps.append_batch(job, 0)
+    reading = threading.Event()
+    inner_get = kit.store.inner.get
+
+    def get(bucket: str, key: str) -> bytes:
+        if bucket == INPUT_BUCKET:
+            reading.set()
+        return inner_get(bucket, key)
+
+    kit.store.get = get
+    errors: list[BaseException] = []
+
+    def batch() -> None:
+        try:
+            kit.service.steps.append_batch(job, 1)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    with connect(kit.url) as holder:
+        holder.execute("select id from lora_training_jobs where id = %s for update", (job,))
+        worker = threading.Thread(target=batch)
+        worker.start()
+        reached = reading.wait(20)  # it reads its enriched files with the row still held
+        holder.commit()
+    worker.join(30)
+    assert reached and not errors, errors
+    assert sorted(kit.job(job)["completed_batches"]) == [0, 1]

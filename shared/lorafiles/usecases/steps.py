@@ -397,13 +397,9 @@ class PipelineSteps(UseCase):
         """The job as a batch reads it: unlocked when it is already running its batches (every
         batch but the first to arrive), else opened for the append step like any other step."""
         job = repo.job(job_id)
-        if job is None:
-            raise NotFound(f"job {job_id} not found")
-        if job["status"] in ("succeeded", "failed"):
-            raise JobStateError(f"job {job_id} already {job['status']}")
-        if job["status"] == "running" and job["step"] == "append" and job["started_at"] is not None:
+        if job is not None and job["status"] == "running" and job["step"] == "append" and job["started_at"] is not None:
             return job
-        return self._open_job(repo, job_id, step="append")
+        return self._open_job(repo, job_id, step="append")  # (which refuses a missing or ended job)
 
     def _open_job(self, repo: Repository, job_id: str, *, step: str) -> dict[str, Any]:
         job = repo.job(job_id, lock=True)
