@@ -56,7 +56,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # the use cases, in three groups (each with the tests that drive it; every pipeline test goes
     # through steps.py, so one group over usecases/*.py would run them all for every mutant)
     "steps": (["usecases/steps.py"],
-              ["tests/mutants/test_steps_batches.py", "tests/mutants/test_steps_guards.py",
+              ["tests/mutants/test_steps_batches.py", "tests/mutants/test_steps_items.py", "tests/mutants/test_steps_guards.py",
                "tests/mutants/test_parallel_batches.py", "tests/mutants/test_steps_publish.py",
                "tests/core/test_core_versions.py", "tests/pipeline/test_storable_strings.py"]),
     # publication's writer on its own: the step-by-step publication tests and the writer's own

@@ -226,7 +226,6 @@ class PipelineSteps(UseCase):
             "json_fragment_size": len(json_fragment), "jsonl_fragment_size": len(jsonl_fragment),
             **stats.as_dict(), "warnings": [w.model_dump() for w in parsed.report.warnings],
             "vertical": parsed.dataset_metadata.get("vertical"), "consultant_profile": parsed.consultant_profile,
-            "_objects": {},
         }
         item["_objects"] = {item["json_fragment_key"]: json_fragment, item["jsonl_fragment_key"]: jsonl_fragment}
         for column, why in unstorable_columns(item):  # a last guard before anything is written
@@ -407,8 +406,7 @@ class PipelineSteps(UseCase):
             raise NotFound(f"job {job_id} not found")
         if job["status"] in ("succeeded", "failed"):
             raise JobStateError(f"job {job_id} already {job['status']}")
-        return repo.update_job(job_id, status="running", step=step,
-                               started_at=job["started_at"] or datetime.now(timezone.utc))
+        return repo.open_job(job_id, step)
 
 
 def error_from_state_machine(error: dict[str, Any] | None) -> dict[str, Any]:
