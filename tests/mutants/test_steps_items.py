@@ -60,14 +60,23 @@ def test_the_full_json_says_what_the_row_and_the_file_say_about_each_conversatio
     dated = generate_conversation("dated", turns=3, created_date="2026-10-05")
     undated = generate_conversation("undated", turns=5)
     del undated["dataset_metadata"]["created_date"]
-    a, b = _import(kit, [dated, undated])
+    undated_no_row_date = generate_conversation("no date at all", turns=2)
+    del undated_no_row_date["dataset_metadata"]["created_date"]
+    a, b, c = _import(kit, [dated, undated, undated_no_row_date])
     with connect(kit.url) as conn:  # the row's scaffolding key comes before the file's
         conn.execute("update conversations set persona_key = 'row_persona' where conversation_id = %s", (a,))
-    file_id = kit.create([a, b], name="metadata")
+        conn.execute("update conversations set created_at = null where conversation_id = %s", (c,))
+    job = kit.start(kind="create", conversation_ids=[a, b, c], name="metadata", description="for the review",
+                    policy={"max_length": 3072})
+    file_id = kit.run(job)["file_id"]
+    f = kit.file(file_id)  # the file row records what the job asked for
+    assert (f["description"], f["policy"]) == ("for the review", kit.job(job)["policy"])
+    assert f["policy"]["max_length"] == 3072
     doc, _ = _published(kit, file_id)
     members = {m["conversation_id"]: m for m in kit.members(file_id)}
     got = {c["conversation_metadata"]["conversation_id"]: c["conversation_metadata"] for c in doc["conversations"]}
-    assert list(got) == [a, b]
+    assert list(got) == [a, b, c]
+    assert got[c]["created_date"] is None  # neither the file nor the row has a date
     for cid, doc_in, pairs in ((a, dated, 3), (b, undated, 5)):
         meta, row = got[cid], _row(kit, cid)
         assert meta["source_file"] == f"{INPUT_BUCKET}/{row['enriched_file_path']}" == members[cid]["source_file"]
@@ -215,3 +224,29 @@ def test_a_value_the_parser_let_through_that_postgresql_cannot_store_is_refused_
     assert problem["message"].startswith("the value staged as vertical contains")
     assert kit.store.list(OUTPUT_BUCKET, f"{OWNER}/{out['file_id']}/") == []
 
+
+
+def test_a_rerendering_batch_that_finds_its_job_failed_keeps_the_fragments_members_still_use(kit: Kit):
+    """A re-rendered member's item shares the member's v4 fragments: taking back what the batch
+    wrote must not delete them (the current version is built from them)."""
+    ids = kit.conversations(3)
+    file_id = kit.create(ids[:2], name="shared fragments")
+    job = kit.start(kind="add", file_id=file_id, conversation_ids=ids[2:], policy={"target_model": "qwen2.5-7b-instruct"})
+    kit.service.steps.validate(job)
+    kit.service.steps.create_file(job)
+    assert kit.job(job)["rerender_ids"] == ids[:2]
+    inner_put = kit.store.inner.put
+
+    def put(bucket: str, key: str, data: bytes, *a: Any, **kw: Any) -> None:  # the job fails meanwhile
+        with connect(kit.url) as conn:
+            conn.execute("update lora_training_jobs set status = 'failed' where id = %s", (job,))
+        inner_put(bucket, key, data, *a, **kw)
+
+    kit.store.put = put
+    with pytest.raises(JobStateError, match="batch 0 was not staged"):
+        kit.service.steps.append_batch(job, 0)
+    for m in kit.members(file_id):
+        for k in ("json_fragment_key", "jsonl_fragment_key", "exports_fragment_key"):
+            assert kit.store.exists(OUTPUT_BUCKET, m[k]), (m["conversation_id"], k)
+    doc, lines = _published(kit, file_id)  # and the current version still reads
+    assert len(doc["conversations"]) == 2 and lines
