@@ -250,3 +250,25 @@ def test_a_rerendering_batch_that_finds_its_job_failed_keeps_the_fragments_membe
             assert kit.store.exists(OUTPUT_BUCKET, m[k]), (m["conversation_id"], k)
     doc, lines = _published(kit, file_id)  # and the current version still reads
     assert len(doc["conversations"]) == 2 and lines
+
+
+def test_a_step_that_waited_while_its_job_failed_does_not_reopen_it(kit: Kit):
+    job = kit.start(kind="create", conversation_ids=kit.conversations(1), name="failed meanwhile")
+    errors: list[BaseException] = []
+
+    def validate() -> None:
+        try:
+            kit.service.steps.validate(job)
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    with connect(kit.url) as holder:  # compensation: the job row locked, then failed
+        holder.execute("update lora_training_jobs set status = 'failed', step = 'compensated' where id = %s", (job,))
+        worker = threading.Thread(target=validate)
+        worker.start()
+        worker.join(2)
+        assert worker.is_alive()  # the step waits for the row
+        holder.commit()
+    worker.join(30)
+    assert [type(e) for e in errors] == [JobStateError] and str(errors[0]) == f"job {job} already failed"
+    assert (kit.job(job)["status"], kit.job(job)["step"]) == ("failed", "compensated")

@@ -213,11 +213,14 @@ class Repository:
         values = _jsonb(fields)
         return self._one(f"update lora_training_jobs set {cols} where id = %(_id)s returning *", {**values, "_id": job_id})
 
-    def open_job(self, job_id: str, step: str) -> dict[str, Any]:
-        """Mark the job running at `step`; `started_at` is set once, by the database's clock, at the
-        first step that opens it."""
+    def open_job(self, job_id: str, step: str) -> dict[str, Any] | None:
+        """Mark a job that has not ended running at `step` (None when there is no such job or it
+        ended); `started_at` is set once, by the database's clock, at the first step that opens it."""
+        if not is_uuid(job_id):
+            return None
         return self._one("update lora_training_jobs set status = 'running', step = %s,"
-                         " started_at = coalesce(started_at, now()) where id = %s returning *", (step, job_id))
+                         " started_at = coalesce(started_at, now())"
+                         " where id = %s and status <> all(%s) returning *", (step, job_id, ["succeeded", "failed"]))
 
     def record_first_error(self, job_id: str, error: dict[str, Any]) -> None:
         self.conn.execute("update lora_training_jobs set error = %s where id = %s and error is null"

@@ -401,12 +401,15 @@ class PipelineSteps(UseCase):
         return self._open_job(repo, job_id, step="append")  # (which refuses a missing or ended job)
 
     def _open_job(self, repo: Repository, job_id: str, *, step: str) -> dict[str, Any]:
-        job = repo.job(job_id, lock=True)
+        """Mark the job running at `step`, in one guarded update (a job that ended is never reopened,
+        whatever commits meanwhile); when nothing was updated, say why."""
+        job = repo.open_job(job_id, step)
+        if job is not None:
+            return job
+        job = repo.job(job_id)
         if job is None:
             raise NotFound(f"job {job_id} not found")
-        if job["status"] in ("succeeded", "failed"):
-            raise JobStateError(f"job {job_id} already {job['status']}")
-        return repo.open_job(job_id, step)
+        raise JobStateError(f"job {job_id} already {job['status']}")
 
 
 def error_from_state_machine(error: dict[str, Any] | None) -> dict[str, Any]:
