@@ -220,7 +220,7 @@ class Repository:
             return None
         return self._one("update lora_training_jobs set status = 'running', step = %s,"
                          " started_at = coalesce(started_at, now())"
-                         " where id = %s and status <> all(%s) returning *", (step, job_id, ["succeeded", "failed"]))
+                         " where id = %s and status = any(%s) returning *", (step, job_id, list(ACTIVE_JOB)))
 
     def record_first_error(self, job_id: str, error: dict[str, Any]) -> None:
         self.conn.execute("update lora_training_jobs set error = %s where id = %s and error is null"
