@@ -80,6 +80,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # maintenance tests that use its staleness and recovery queries; not the corpus build)
     "repository": (["db/repository.py"], ["tests/mutants/test_repository_guards.py",
                                           "tests/mutants/test_steps_guards.py", "tests/mutants/test_steps_publish.py",
+                                          "tests/mutants/test_steps_items.py",
                                           "tests/mutants/test_parallel_batches.py", "tests/db",
                                           "tests/core/test_core_versions.py", "tests/core/test_core_import.py",
                                           "tests/core/test_core_selection_blocked.py", "tests/events/test_reap.py",

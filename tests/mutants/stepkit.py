@@ -2,6 +2,7 @@
 task would call it, so a test can stop, fail or interleave a job at any point."""
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,27 @@ class HookStore:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+class InThread:
+    """Run a step in a thread of its own and keep what it raised (a test asserts on `errors`)."""
+
+    def __init__(self, step: Callable[..., Any], *args: Any) -> None:
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, args=(step, *args))
+        self.thread.start()
+
+    def _run(self, step: Callable[..., Any], *args: Any) -> None:
+        try:
+            step(*args)
+        except BaseException as exc:  # noqa: BLE001 - the test asserts on it
+            self.errors.append(exc)
+
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
 
 
 @dataclass

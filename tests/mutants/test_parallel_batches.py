@@ -14,7 +14,7 @@ from lorafiles.db.connect import connect
 from lorafiles.db.repository import Repository
 from lorafiles.errors import JobStateError
 
-from stepkit import Kit, make_kit
+from stepkit import InThread, Kit, make_kit
 
 TIMEOUT = 20  # seconds a batch waits for the other at a barrier: a serialised run breaks it
 
@@ -63,20 +63,10 @@ def test_two_batches_of_one_job_work_at_the_same_time_and_complete_once(kit: Kit
 
     monkeypatch.setattr(Repository, "conversations_for_owner", reading)
     kit.store.get = get  # HookStore forwards the rest to the local store
-    errors: list[BaseException] = []
-
-    def batch(n: int) -> None:
-        try:
-            kit.service.steps.append_batch(job, n)
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=batch, args=(n,)) for n in (0, 1)]
-    for t in threads:
-        t.start()
+    threads = [InThread(kit.service.steps.append_batch, job, n) for n in (0, 1)]
     for t in threads:
         t.join(timeout=3 * TIMEOUT)
-    assert not errors, errors
+    assert not [e for t in threads for e in t.errors], [t.errors for t in threads]
     assert row_free == [True]
     assert kit.job(job)["completed_batches"] == [0, 1]
     with connect(kit.url) as conn:

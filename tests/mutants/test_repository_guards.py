@@ -246,3 +246,23 @@ def test_the_objects_a_file_still_names(kit: Kit):
 ])
 def test_ids_are_uuids_only_in_the_hyphenated_form(value, ok):
     assert is_uuid(value) is ok
+
+
+def test_reading_a_file_does_not_wait_for_a_publication_holding_its_row(kit: Kit):
+    """A file is read without a row lock unless the caller asks for one: the owner's page and
+    downloads answer while a publication (which holds the file row) is still running."""
+    from stepkit import InThread
+
+    file_id = kit.create(kit.conversations(1), name="read while locked")
+    reading = kit.service.reading
+    with connect(kit.url) as holder:
+        holder.execute("select id from lora_training_files where id = %s for update", (file_id,))
+        shown: list[dict[str, Any]] = []
+        worker = InThread(lambda: shown.extend([reading.show_file(OWNER, file_id),
+                                                reading.artifact(OWNER, file_id, "jsonl")]))
+        worker.join(15)
+        alive = worker.is_alive()
+        holder.rollback()
+    worker.join(15)
+    assert not alive and not worker.errors, worker.errors
+    assert shown[0]["file"]["current_version"] == 1 and shown[1]

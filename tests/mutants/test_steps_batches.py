@@ -18,7 +18,7 @@ from lorafiles.service import OUTPUT_BUCKET
 from lorafiles.usecases.common import INPUT_BUCKET
 from lorafiles.usecases.steps import fragment_base, job_policy
 
-from stepkit import Kit, OWNER, make_kit
+from stepkit import InThread, Kit, OWNER, make_kit
 
 QWEN = "qwen2.5-7b-instruct"
 
@@ -288,20 +288,11 @@ def test_a_later_batch_does_its_reads_while_another_transaction_holds_the_job_ro
         return inner_get(bucket, key)
 
     kit.store.get = get
-    errors: list[BaseException] = []
-
-    def batch() -> None:
-        try:
-            kit.service.steps.append_batch(job, 1)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
     with connect(kit.url) as holder:
         holder.execute("select id from lora_training_jobs where id = %s for update", (job,))
-        worker = threading.Thread(target=batch)
-        worker.start()
+        worker = InThread(kit.service.steps.append_batch, job, 1)
         reached = reading.wait(20)  # it reads its enriched files with the row still held
         holder.commit()
     worker.join(30)
-    assert reached and not errors, errors
+    assert reached and not worker.errors, worker.errors
     assert sorted(kit.job(job)["completed_batches"]) == [0, 1]

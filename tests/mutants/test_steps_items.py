@@ -20,7 +20,7 @@ from lorafiles.errors import ConversationsInvalid, JobStateError
 from lorafiles.service import OUTPUT_BUCKET
 from lorafiles.usecases.common import INPUT_BUCKET
 
-from stepkit import Kit, OWNER, make_kit
+from stepkit import InThread, Kit, OWNER, make_kit
 
 TIMEOUT = 15  # seconds a read or write waits for the rest of its batch at a barrier
 
@@ -254,21 +254,45 @@ def test_a_rerendering_batch_that_finds_its_job_failed_keeps_the_fragments_membe
 
 def test_a_step_that_waited_while_its_job_failed_does_not_reopen_it(kit: Kit):
     job = kit.start(kind="create", conversation_ids=kit.conversations(1), name="failed meanwhile")
-    errors: list[BaseException] = []
-
-    def validate() -> None:
-        try:
-            kit.service.steps.validate(job)
-        except BaseException as exc:  # noqa: BLE001 - asserted below
-            errors.append(exc)
-
     with connect(kit.url) as holder:  # compensation: the job row locked, then failed
         holder.execute("update lora_training_jobs set status = 'failed', step = 'compensated' where id = %s", (job,))
-        worker = threading.Thread(target=validate)
-        worker.start()
+        worker = InThread(kit.service.steps.validate, job)
         worker.join(2)
         assert worker.is_alive()  # the step waits for the row
         holder.commit()
     worker.join(30)
+    errors = worker.errors
     assert [type(e) for e in errors] == [JobStateError] and str(errors[0]) == f"job {job} already failed"
     assert (kit.job(job)["status"], kit.job(job)["step"]) == ("failed", "compensated")
+
+
+def test_an_add_whose_batches_are_grown_to_fit_the_map_still_stages_every_conversation(
+        db_url, tmp_path, monkeypatch):
+    """create-file re-plans an add (its re-rendered members join the work list); when the planner
+    grows the batch size to stay under the Map's bound, the job keeps the size it planned, so the
+    batches cover every conversation exactly once (with the old size, the last one was never
+    staged). The bound is lowered to 2 batches here; the real one is 500."""
+    from functools import partial
+
+    import lorafiles.usecases.steps as steps_module
+    from lorafiles.domain.bounds import plan_batches
+
+    kit = make_kit(db_url, tmp_path, batch_size=1)
+    try:
+        ids = kit.conversations(4)
+        file_id = kit.create(ids[:1], name="grown batches")
+        job = kit.start(kind="add", file_id=file_id, conversation_ids=ids[1:])
+        assert kit.job(job)["total_batches"] == 3  # one per conversation when the job starts
+        monkeypatch.setattr(steps_module, "plan_batches", partial(plan_batches, max_batches=2))
+        kit.service.steps.validate(job)
+        assert kit.service.steps.create_file(job)["batches"] == [0, 1]
+        staged = [kit.service.steps.append_batch(job, n)["staged"] for n in (0, 1)]
+        if staged != [2, 1]:  # (the old size: the last conversation in no batch) nothing is published
+            with pytest.raises(JobStateError, match="2 of its 3 conversations are staged"):
+                kit.service.steps.generate(job)
+        assert staged == [2, 1]
+        assert kit.service.steps.generate(job)["version"] == 2
+        assert [m["conversation_id"] for m in kit.members(file_id)] == ids
+    finally:
+        kit.service.db.close()
+

@@ -387,6 +387,9 @@ def test_a_version_with_no_conversation_is_never_published(kit: Kit):
     job = kit.start(kind="create", conversation_ids=kit.conversations(1), name="emptied")
     file_id = kit.stage(job)["file_id"]
     sql(kit, "delete from lora_training_job_items where job_id = %s", job)  # (staged rows lost)
+    with pytest.raises(JobStateError, match="0 of its 1 conversations are staged"):
+        kit.service.steps.generate(job)
+    sql(kit, "update lora_training_jobs set requested_ids = '{}' where id = %s", job)  # (and its plan)
     with pytest.raises(JobStateError, match="would hold no conversation"):
         kit.service.steps.generate(job)
     assert kit.file(file_id)["current_version"] == 0 and kit.outputs(f"{file_id}/v1/") == set()

@@ -88,7 +88,12 @@ class PipelineSteps(UseCase):
                     raise NameTaken(f"you already have a training file named {job['file_name']!r}") from exc
                 job = repo.update_job(job_id, file_id=f["id"], base_version=0)
             elif job["base_version"] is None:
-                f = repo.file(str(job["file_id"]), owner, lock=True)
+                # Read without a file lock of its own: only this job can change the file's version
+                # or members (one active job per file, lora_training_jobs_one_active_per_file), a
+                # retried create-file queues on the job row that _open_job updated, and a staleness
+                # mark does not change what is read here. (The job update below still takes the
+                # foreign key's share lock on the file row, so it waits for a mark in progress.)
+                f = repo.file(str(job["file_id"]), owner)
                 # Members rendered under another policy (a changed policy, or a version built
                 # before exports existed) are re-rendered by this job's batches, after its own.
                 digest = job_policy(job, f, self.settings).digest()
@@ -270,6 +275,9 @@ class PipelineSteps(UseCase):
             missing = sorted(set(range(job["total_batches"])) - set(job["completed_batches"]))
             if missing:
                 raise JobStateError(f"job {job_id}: batches {missing} are not staged yet")
+            planned = len(job["requested_ids"]) + len(job["rerender_ids"])
+            if (staged := repo.count_items(job_id)) != planned:  # every batch done, yet not every conversation
+                raise JobStateError(f"job {job_id}: {staged} of its {planned} conversations are staged")
             file_id, owner = str(job["file_id"]), str(job["owner_id"])
             f = repo.file(file_id)
             first = repo.first_item(job_id) or {}
