@@ -296,3 +296,15 @@ def test_an_add_whose_batches_are_grown_to_fit_the_map_still_stages_every_conver
     finally:
         kit.service.db.close()
 
+
+
+def test_a_file_being_created_shows_its_policy_before_its_first_version(kit: Kit):
+    """The file row exists from create-file on (the owner's page lists it while its first version
+    is built), and it already records the training policy the job asked for."""
+    job = kit.start(kind="create", conversation_ids=kit.conversations(1), name="policy early",
+                    policy={"max_length": 2048})
+    kit.service.steps.validate(job)
+    file_id = kit.service.steps.create_file(job)["file_id"]
+    shown = kit.service.reading.show_file(OWNER, file_id)["file"]
+    assert shown["current_version"] == 0 and shown["policy"] == kit.job(job)["policy"]
+    assert shown["policy"]["max_length"] == 2048
