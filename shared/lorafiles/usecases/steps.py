@@ -60,6 +60,11 @@ def _with_exports(item: dict[str, Any], base: str, exports: MemberExports, polic
     return item
 
 
+def work_list(job: dict[str, Any]) -> list[str]:
+    """A job's conversations in batch order: the requested ones, then the members it re-renders."""
+    return [*job["requested_ids"], *job["rerender_ids"]]
+
+
 class PipelineSteps(UseCase):
     def validate(self, job_id: str) -> dict[str, Any]:
         with self.db.connection() as conn:
@@ -120,7 +125,7 @@ class PipelineSteps(UseCase):
             job = self._job_for_batch(Repository(conn), job_id)
         with self.db.connection() as conn:
             repo = Repository(conn)
-            work = [*job["requested_ids"], *job["rerender_ids"]]
+            work = work_list(job)
             size = job["batch_size"]
             if not 0 <= batch_index < job["total_batches"]:
                 raise InvalidRequest(f"batch {batch_index} does not exist (job has {job['total_batches']})")
@@ -275,7 +280,7 @@ class PipelineSteps(UseCase):
             missing = sorted(set(range(job["total_batches"])) - set(job["completed_batches"]))
             if missing:
                 raise JobStateError(f"job {job_id}: batches {missing} are not staged yet")
-            planned = len(job["requested_ids"]) + len(job["rerender_ids"])
+            planned = len(work_list(job))
             if (staged := repo.count_items(job_id)) != planned:  # every batch done, yet not every conversation
                 raise JobStateError(f"job {job_id}: {staged} of its {planned} conversations are staged")
             file_id, owner = str(job["file_id"]), str(job["owner_id"])
